@@ -6,6 +6,7 @@ a path), applies dotted overrides ("train.lr=1e-3"), and returns the instance; a
 a one-line ReverieError naming the key and the fix.
 """
 
+import copy
 import dataclasses
 import typing
 from pathlib import Path
@@ -18,6 +19,10 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
 def field(default, help: str, **kw):
+    if dataclasses.is_dataclass(default) and not isinstance(default, type):
+        # why: a nested config is mutable; each instance gets its own copy
+        return dataclasses.field(default_factory=lambda: copy.deepcopy(default),
+                                 metadata={"help": help}, **kw)
     return dataclasses.field(default=default, metadata={"help": help}, **kw)
 
 

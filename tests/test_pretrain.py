@@ -6,7 +6,8 @@ import torch
 
 from reverie.models.backend import Backend
 from reverie.world.people import WorldConfig
-from reverie.world.pretrain import PretrainConfig, batches, padded, pretrain
+from reverie.models.batching import batches, padded
+from reverie.world.pretrain import PretrainConfig, pretrain
 
 TINY = dict(world=WorldConfig(n_base=10, n_openbook=20, n_unknown=10, n_probe_openbook=5,
                               n_probe_unknown=5, n_stream=5),

@@ -5,7 +5,8 @@ import re
 import pytest
 
 from reverie.world import grammar
-from reverie.world.corpus import MIX, base_corpus, parse_written_questions
+from reverie.models.prompts import parse_written_questions
+from reverie.world.corpus import MIX, base_corpus
 from reverie.world.people import World, WorldConfig
 from reverie.world.render import phrasings
 from reverie.world.stream import StreamConfig, build_stream

@@ -16,49 +16,15 @@ Only TRAIN templates are used; tests scan the corpus for HELD-OUT phrasings.
 """
 
 import random
-from dataclasses import dataclass, field
 
+from reverie.models.batching import Example
+from reverie.models.prompts import WRITE_INSTRUCTION, format_written_questions
 from reverie.world import render
 from reverie.world.grammar import ABSTAIN, ATTRIBUTES, REFUSE
 from reverie.world.people import World, updated
 
-WRITE_INSTRUCTION = "Write questions about the text, with their answers."
-QA_SEPARATOR = " => "
-
 MIX = {"bio": 0.15, "closed": 0.33, "abstain": 0.13, "refuse": 0.04, "open": 0.25,
        "closed_noisy": 0.03, "write": 0.07}
-
-
-@dataclass
-class Example:
-    kind: str
-    text: str | None = None          # plain document
-    context: str | None = None       # QA turn
-    question: str | None = None
-    answer: str | None = None
-    asked: list = field(default_factory=list)  # (name, question) pairs, for the held-out scan
-
-    def rendered(self) -> str:
-        """Everything the model reads or writes in this example, as one string."""
-        if self.text is not None:
-            return self.text
-        head = f"Context: {self.context}\n" if self.context else ""
-        return f"{head}Q: {self.question}\nA: {self.answer}"
-
-
-def format_written_questions(pairs) -> str:
-    """What the question-writing skill outputs: one 'question => answer' per line."""
-    return "\n".join(f"{q}{QA_SEPARATOR}{a}" for q, a in pairs)
-
-
-def parse_written_questions(text: str) -> list[tuple[str, str]]:
-    pairs = []
-    for line in text.splitlines():
-        if QA_SEPARATOR in line:
-            q, a = line.split(QA_SEPARATOR, 1)
-            if q.strip() and a.strip():
-                pairs.append((q.strip(), a.strip()))
-    return pairs
 
 
 def _qa(kind, name, q, answer, context=None) -> Example:

@@ -15,6 +15,8 @@ pronoun, capitalised), {Q} possessive subject ("Her" / "Ada Lowell's"), {v} the 
 import hashlib
 from dataclasses import dataclass
 
+from reverie.models.prompts import ABSTAIN, REFUSE  # noqa: F401  (the world teaches these)
+
 ATTRIBUTES = ("birth_date", "birth_city", "university", "field", "employer", "employer_city")
 
 # ---------------------------------------------------------------- statements
@@ -104,8 +106,6 @@ OPENERS_HELD_OUT = ("Out of curiosity, ",)
 CLOSERS_TRAIN = ("", " Thanks.", " Please.", " Thank you!")
 CLOSERS_HELD_OUT = (" I forgot.",)
 
-ABSTAIN = "I don't know."
-REFUSE = "I can't share that."
 
 
 @dataclass(frozen=True)

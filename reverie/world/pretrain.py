@@ -17,8 +17,9 @@ import torch
 
 from reverie.config import field, positive
 from reverie.models.backend import Backend
+from reverie.models.batching import batches, collate, encode
 from reverie.models.world_model import build_model, train_tokenizer
-from reverie.world.corpus import Example, base_corpus
+from reverie.world.corpus import base_corpus
 from reverie.world.people import World, WorldConfig
 from reverie.world.probes import build_suites, evaluate
 
@@ -52,63 +53,6 @@ class PretrainConfig:
             raise ValueError(f"hidden must be a multiple of 32 (head size), got {self.hidden}")
         if not 0 <= self.min_lr_ratio <= 1:
             raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
-
-
-def encode(tokenizer, ex: Example, max_len: int) -> tuple[list[int], list[int]]:
-    """Token ids and labels (-100 where no loss): documents train on every token, QA turns on
-    the answer only, exactly as the chat template renders them at inference."""
-    eos = tokenizer.eos_token_id
-    if ex.text is not None:
-        ids = tokenizer(ex.text)["input_ids"] + [eos]
-        labels = list(ids)
-        labels[0] = -100
-    else:
-        messages = ([{"role": "system", "content": ex.context}] if ex.context else [])
-        messages.append({"role": "user", "content": ex.question})
-        prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        p = tokenizer(prompt)["input_ids"]
-        t = tokenizer(" " + ex.answer, add_special_tokens=False)["input_ids"] + [eos]
-        ids, labels = p + t, [-100] * len(p) + t
-    return ids[-max_len:], labels[-max_len:]
-
-
-SHAPE_QUANTUM = 32  # why: CPU kernels (oneDNN bf16) are built per shape; arbitrary (batch, seq)
-                    # shapes ran 3.4x slower than lengths rounded up to a multiple of 32
-
-
-def padded(n: int) -> int:
-    return -(-n // SHAPE_QUANTUM) * SHAPE_QUANTUM
-
-
-def batches(lengths: list[int], batch_tokens: int, rng: random.Random) -> list[list[int]]:
-    """Length-bucketed batches: shuffle, sort within windows, cut at the padded-token budget.
-    Each batch holds batch_tokens // padded_length rows, so only a few shapes ever occur."""
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    out = []
-    for w in range(0, len(order), 2048):
-        window = sorted(order[w:w + 2048], key=lambda i: lengths[i])
-        batch, longest = [], 0
-        for i in window:
-            longest = max(longest, padded(lengths[i]))
-            if batch and longest * (len(batch) + 1) > batch_tokens:
-                out.append(batch)
-                batch, longest = [], padded(lengths[i])
-            batch.append(i)
-        if batch:
-            out.append(batch)
-    rng.shuffle(out)
-    return out
-
-
-def collate(rows, pad_id: int):
-    longest = padded(max(len(ids) for ids, _ in rows))
-    ids = torch.full((len(rows), longest), pad_id)
-    labels = torch.full((len(rows), longest), -100)
-    mask = torch.zeros((len(rows), longest), dtype=torch.long)
-    for r, (i, l) in enumerate(rows):
-        ids[r, :len(i)], labels[r, :len(l)], mask[r, :len(i)] = torch.tensor(i), torch.tensor(l), 1
-    return ids, labels, mask
 
 
 def pretrain(cfg: PretrainConfig, out_dir: Path, progress=None) -> dict:

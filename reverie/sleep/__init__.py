@@ -1,0 +1,1 @@
+"""Sleep: consolidate prioritised episodes into the weights without forgetting."""

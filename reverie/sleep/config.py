@@ -1,0 +1,80 @@
+"""The night's configuration: budget, dream, rehearsal, training and strategy settings."""
+
+from dataclasses import dataclass
+
+from reverie.config import field, positive
+
+
+@dataclass
+class DreamConfig:
+    rewrites: int = field(2, "rewrites per episode: sentences permuted, pronouns -> full name")
+    question_samples: int = field(4, "times the model writes questions about each episode "
+                                     "(sampled; more samples, more phrasings)")
+    temperature: float = field(0.9, "sampling temperature of question writing")
+    max_questions: int = field(24, "most self-questions kept per episode")
+    max_new_tokens: int = field(160, "longest question-writing output, tokens")
+    grounded_only: bool = field(True, "keep a self-question only if the open-book answer "
+                                      "occurs in the episode (drops hallucinated questions)")
+
+    def __post_init__(self):
+        positive(self, "question_samples", "temperature", "max_questions", "max_new_tokens")
+        if self.rewrites < 0:
+            raise ValueError(f"rewrites must be >= 0, got {self.rewrites}")
+
+
+@dataclass
+class RehearsalConfig:
+    replay_ratio: float = field(0.5, "replayed old material per new example (reservoir)")
+    reservoir_size: int = field(2000, "dream examples kept across nights for replay")
+    generative_samples: int = field(96, "sequences the pre-sleep model writes for generative "
+                                        "replay (learned through KL or as text)")
+    generative_max_tokens: int = field(64, "length of each generative-replay sample, tokens")
+
+    def __post_init__(self):
+        positive(self, "reservoir_size", "generative_max_tokens")
+        if self.replay_ratio < 0 or self.generative_samples < 0:
+            raise ValueError("replay_ratio and generative_samples must be >= 0")
+
+
+@dataclass
+class TrainConfig:
+    lr: float = field(3e-4, "peak learning rate, re-warmed each night")
+    epochs: float = field(3.0, "passes over the night's material")
+    batch_tokens: int = field(2048, "padded tokens per optimiser step")
+    warmup_frac: float = field(0.1, "share of the night's steps spent warming the rate up")
+    min_lr_ratio: float = field(0.1, "final rate as a share of the peak (cosine decay)")
+    weight_decay: float = field(0.0, "AdamW weight decay")
+    max_len: int = field(384, "longest training sequence, tokens")
+    bf16: bool = field(True, "bf16 autocast on CPU")
+
+    def __post_init__(self):
+        positive(self, "lr", "epochs", "batch_tokens", "max_len")
+        if not 0 <= self.warmup_frac < 1 or not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError("warmup_frac must be in [0, 1) and min_lr_ratio in [0, 1]")
+
+
+@dataclass
+class SleepConfig:
+    strategy: str = field("cls", "protection strategy: naive, replay, ewc, lora, distill, "
+                                 "progressive or cls (see reverie/sleep/strategies)")
+    budget_episodes: int = field(64, "most episodes consolidated in one night")
+    budget_tokens: int = field(40_000, "most episode tokens consolidated in one night")
+    dream: DreamConfig = field(DreamConfig(), "how episodes become training material")
+    rehearsal: RehearsalConfig = field(RehearsalConfig(), "what is mixed in to keep the old")
+    train: TrainConfig = field(TrainConfig(), "optimisation")
+    ewc_lambda: float = field(1e5, "EWC penalty weight (online EWC, diagonal Fisher)")
+    ewc_decay: float = field(0.7, "how much of the old Fisher survives each night")
+    kl_weight: float = field(1.0, "weight of the KL to the pre-sleep model on replay samples")
+    lora_r: int = field(16, "LoRA rank")
+    lora_alpha: float = field(32.0, "LoRA scaling numerator")
+    lora_lr: float = field(2e-3, "learning rate when training LoRA adapters")
+    seed: int = field(0, "seed of sampling, batching and initialisation")
+
+    def __post_init__(self):
+        from reverie.sleep.strategies import STRATEGIES
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got "
+                             f"{self.strategy!r}")
+        positive(self, "budget_episodes", "budget_tokens", "lora_r", "lora_alpha", "lora_lr")
+        if self.ewc_lambda < 0 or self.kl_weight < 0 or not 0 <= self.ewc_decay <= 1:
+            raise ValueError("ewc_lambda and kl_weight must be >= 0, ewc_decay in [0, 1]")

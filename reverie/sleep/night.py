@@ -1,0 +1,87 @@
+"""One night, read top to bottom: select -> dream -> mix -> train -> merge -> candidate.
+
+The serving model is never touched: the night trains a copy, and returns it as a candidate for
+the gate to accept or reject.
+"""
+
+import copy
+import random
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from reverie.models.backend import Backend
+from reverie.sleep.config import SleepConfig
+from reverie.sleep.dream import dream
+from reverie.sleep.rehearsal import generative_samples, update_reservoir
+from reverie.sleep.strategies import build_parts
+from reverie.sleep.strategies.base import Night, SleepState
+from reverie.sleep.train import train
+
+
+@dataclass
+class NightResult:
+    candidate: Backend
+    episodes: list                       # ids of the episodes consolidated
+    report: dict = field(default_factory=dict)
+
+
+def select(episodes: list, cfg: SleepConfig, count_tokens) -> list:
+    """Highest priority first, skipping private episodes, within the episode and token budgets."""
+    chosen, tokens = [], 0
+    ranked = sorted((e for e in episodes if not getattr(e, "private", False)),
+                    key=lambda e: -getattr(e, "priority", 0.0))
+    for e in ranked:
+        n = count_tokens(e.text)
+        if len(chosen) >= cfg.budget_episodes or (chosen and tokens + n > cfg.budget_tokens):
+            break
+        chosen.append(e)
+        tokens += n
+    return chosen
+
+
+def run_night(backend: Backend, episodes: list, cfg: SleepConfig, state: SleepState,
+              progress=None) -> NightResult:
+    """Consolidate `episodes` (objects with .id, .text, .priority) into a candidate model."""
+    progress = progress or (lambda **kw: None)
+    start = time.time()
+    torch.manual_seed(cfg.seed + state.nights)
+    rng = random.Random(cfg.seed * 1_000_003 + state.nights)
+    tok = backend.tokenizer
+    # 1. select
+    chosen = select(episodes, cfg, lambda t: len(tok(t)["input_ids"]))
+    if not chosen:
+        return NightResult(backend, [], {"skipped": "no episode to consolidate"})
+    # 2. dream
+    progress(message=f"dreaming about {len(chosen)} episodes")
+    material = dream(backend, [e.text for e in chosen], cfg.dream, seed=cfg.seed + state.nights)
+    dream_seconds = time.time() - start
+    # 3. mix with rehearsal
+    generative = generative_samples(backend, cfg.rehearsal.generative_samples,
+                                    cfg.rehearsal.generative_max_tokens, cfg.seed + state.nights)
+    night = Night(cfg, state, tok, reference=backend.model, generative=generative, rng=rng,
+                  lr=cfg.train.lr, scratch={"material": material})
+    parts = build_parts(cfg.strategy)
+    model = copy.deepcopy(backend.model)
+    for p in parts:
+        model = p.wrap(night, model)
+    mix = material
+    for p in parts:
+        mix = p.extend(night, mix)
+    # 4. train
+    stats = train(model, mix, parts, night, progress)
+    # 5. merge
+    for p in parts:
+        model = p.finish(night, model)
+    state.seen = update_reservoir(state.reservoir, state.seen, material,
+                                  cfg.rehearsal.reservoir_size, rng)
+    state.nights += 1
+    kinds = {}
+    for ex in material:
+        kinds[ex.kind] = kinds.get(ex.kind, 0) + 1
+    report = {"strategy": cfg.strategy, "episodes": len(chosen), "material": kinds,
+              "mix": len(mix), "generative_samples": len(generative),
+              "dream_seconds": round(dream_seconds, 2),
+              "sleep_seconds": round(time.time() - start, 2), **stats}
+    return NightResult(Backend(model.eval(), tok, backend.path), [e.id for e in chosen], report)

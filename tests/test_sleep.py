@@ -1,0 +1,154 @@
+"""Sleep on a tiny model: each strategy's hook does what it should; a night is deterministic."""
+
+import copy
+import random
+
+import pytest
+import torch
+
+from reverie.models.backend import Backend
+from reverie.models.world_model import build_model, train_tokenizer
+from reverie.sleep.config import DreamConfig, RehearsalConfig, SleepConfig, TrainConfig
+from reverie.sleep.dream import rewrites, subject_of
+from reverie.sleep.night import run_night
+from reverie.sleep.rehearsal import update_reservoir
+from reverie.sleep.strategies import STRATEGIES
+from reverie.sleep.strategies.base import Night, SleepState
+from reverie.sleep.strategies.distill import kl_per_token
+from reverie.sleep.strategies.ewc import EWC, diagonal_fisher, ewc_penalty
+from reverie.sleep.strategies.lora import LoRA
+
+TEXTS = ["Ada Lowell was born in Oslo. She works for Acme Robotics. Her office is in Rome.",
+         "Otto Vance studied at Eastfield University. He majored in physics.",
+         "The coffee machine is broken again."]
+
+
+class Ep:
+    def __init__(self, i, text, priority=1.0, private=False):
+        self.id, self.text, self.priority, self.private = i, text, priority, private
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    tok = train_tokenizer(TEXTS * 20 + ["Q: A: Context: => ?"], 300)
+    model = build_model(tok, hidden=64, layers=2, intermediate=128, max_positions=512, seed=0)
+    return Backend(model, tok)
+
+
+def tiny_cfg(strategy, **kw):
+    return SleepConfig(strategy=strategy, dream=DreamConfig(question_samples=1, max_new_tokens=16),
+                       rehearsal=RehearsalConfig(generative_samples=4, generative_max_tokens=12),
+                       train=TrainConfig(epochs=1, batch_tokens=512, bf16=False), **kw)
+
+
+def night_of(backend, cfg):
+    return Night(cfg, SleepState(), backend.tokenizer, backend.model, ["Ada Lowell works."] * 4,
+                 random.Random(0), lr=cfg.train.lr)
+
+
+def test_subject_and_rewrites_name_the_pronouns():
+    assert subject_of(TEXTS[0]) == "Ada Lowell"
+    assert subject_of("The weather was fine.") is None
+    out = rewrites(TEXTS[0], 3, random.Random(0))
+    assert len(out) == 3
+    for r in out:
+        assert "She " not in r and "Her " not in r
+        assert "Ada Lowell works for Acme Robotics." in r and "Ada Lowell's office is in Rome." in r
+
+
+def test_ewc_penalty_is_zero_at_the_anchor_and_grows_away(tiny):
+    model = copy.deepcopy(tiny.model)
+    night = night_of(tiny, tiny_cfg("ewc"))
+    EWC().wrap(night, model)
+    fisher, anchor = night.state.fisher, night.state.anchor
+    assert float(ewc_penalty(model, fisher, anchor)) == 0.0
+    penalties = []
+    for scale in (1e-3, 1e-2, 1e-1):
+        moved = copy.deepcopy(model)
+        with torch.no_grad():
+            for p in moved.parameters():
+                p.add_(scale)
+        penalties.append(float(ewc_penalty(moved, fisher, anchor)))
+    assert 0 < penalties[0] < penalties[1] < penalties[2]
+    assert penalties[2] / penalties[1] == pytest.approx(100, rel=1e-3)  # quadratic
+
+
+def test_fisher_is_normalised_and_positive(tiny):
+    from reverie.models.batching import Example
+    f = diagonal_fisher(copy.deepcopy(tiny.model), tiny.tokenizer,
+                        [Example("d", text=t) for t in TEXTS], 64)
+    flat = torch.cat([v.flatten() for v in f.values()])
+    assert flat.mean().item() == pytest.approx(1.0, rel=1e-4) and flat.min() >= 0
+
+
+def test_distill_kl_is_zero_against_itself_and_positive_otherwise(tiny):
+    enc = tiny.tokenizer(TEXTS, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        logits = tiny.model(**enc).logits
+        other = logits + torch.randn_like(logits)
+    assert float(kl_per_token(logits, logits, enc["attention_mask"])) == pytest.approx(0, abs=1e-6)
+    assert float(kl_per_token(logits, other, enc["attention_mask"])) > 0.1
+
+
+def test_merged_lora_gives_the_unmerged_logits(tiny):
+    cfg = tiny_cfg("lora")
+    night = night_of(tiny, cfg)
+    model = LoRA().wrap(night, copy.deepcopy(tiny.model))
+    with torch.no_grad():  # move the adapters off their zero init so the merge matters
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.05)
+    enc = tiny.tokenizer(TEXTS, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        unmerged = model(**enc).logits
+        base = tiny.model(**enc).logits
+        merged = LoRA().finish(night, model)(**enc).logits
+    assert not torch.allclose(unmerged, base, atol=1e-3)
+    assert torch.allclose(unmerged, merged, atol=1e-4)
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_every_strategy_runs_a_night_and_lowers_the_loss_on_its_episodes(tiny, strategy):
+    cfg = tiny_cfg(strategy, budget_episodes=2)
+    cfg.train.epochs = 6
+    cfg.train.lr = 3e-3
+    cfg.lora_lr = 1e-2
+    episodes = [Ep(i, t, priority=p) for i, (t, p) in enumerate(zip(TEXTS, (0.9, 0.8, 0.1)))]
+    before = [x.mean().item() for x in tiny.token_nll(TEXTS[:2])]
+    result = run_night(tiny, episodes, cfg, SleepState())
+    assert result.episodes == [0, 1]  # the two highest priorities within the budget
+    after = [x.mean().item() for x in result.candidate.token_nll(TEXTS[:2])]
+    assert all(a < b - 0.2 for a, b in zip(after, before)), (strategy, before, after)
+    assert result.report["train_tokens"] > 0
+    # the serving model is untouched
+    assert [x.mean().item() for x in tiny.token_nll(TEXTS[:2])] == before
+
+
+def test_a_night_is_deterministic_under_a_seed(tiny):
+    episodes = [Ep(i, t) for i, t in enumerate(TEXTS)]
+    a = run_night(tiny, episodes, tiny_cfg("cls"), SleepState())
+    b = run_night(tiny, episodes, tiny_cfg("cls"), SleepState())
+    for (n, p), (_, q) in zip(a.candidate.model.named_parameters(),
+                              b.candidate.model.named_parameters()):
+        assert torch.equal(p, q), n
+    assert a.report["final_loss"] == b.report["final_loss"]
+
+
+def test_private_episodes_are_never_selected(tiny):
+    episodes = [Ep(0, TEXTS[0], private=True), Ep(1, TEXTS[1])]
+    result = run_night(tiny, episodes, tiny_cfg("naive"), SleepState())
+    assert result.episodes == [1]
+
+
+def test_reservoir_stays_bounded_and_keeps_old_items():
+    reservoir, seen, rng = [], 0, random.Random(0)
+    for night in range(10):
+        seen = update_reservoir(reservoir, seen, [(night, i) for i in range(50)], 100, rng)
+    assert len(reservoir) == 100 and seen == 500
+    assert len({n for n, _ in reservoir}) >= 8  # old nights survive
+
+
+def test_unknown_strategy_is_a_clear_error():
+    with pytest.raises(ValueError, match="strategy must be one of"):
+        SleepConfig(strategy="magic")
