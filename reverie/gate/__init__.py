@@ -1,0 +1,1 @@
+"""The gate: probes and metrics that decide whether a night's candidate may serve."""
