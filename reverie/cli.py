@@ -15,7 +15,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # why: no code path may reach a hub
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-COMMAND_MODULES = ("reverie.world.cli", "reverie.demo", "reverie.memory.cli", "reverie.bench.cli")
+COMMAND_MODULES = ("reverie.world.cli", "reverie.demo", "reverie.memory.cli", "reverie.bench.cli",
+                   "reverie.sleep.cli")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,12 +1,17 @@
 """The facade that users, the server and the benchmarks all call: ingest, recall, answer, sleep,
 forget. What the benchmarks measure is what users run.
 
-A Reverie holds one data directory: the hippocampus (memory/) and the serving model. A night
-(`sleep`) consolidates the highest-priority new episodes into a candidate model; until the gate
-lands (issue 5) the candidate is accepted when the night completes without error, the serving
-model is swapped, the episodes are marked consolidated, and pruning runs.
+A Reverie holds one data directory: the hippocampus (memory/), the models nights produced
+(snapshots/<id>/, each a plain HF folder plus manifest.json) and `active`, the id of the one that
+serves. A night (`sleep`) consolidates the highest-priority new episodes into a candidate model;
+until the gate lands (issue 5) the candidate is accepted when the night completes without error:
+it is written to snapshots/ (temporary folder, then rename), `active` moves to it (atomic
+replace), the serving model is swapped, the episodes are marked consolidated, and pruning runs.
 """
 
+import json
+import os
+import shutil
 import time
 from pathlib import Path
 
@@ -26,6 +31,9 @@ class Reverie:
         self.data_dir = Path(data_dir)
         self.namespace = namespace
         self.sleep_cfg = sleep or SleepConfig()
+        active = self.active_snapshot()
+        if active is not None:
+            model = str(self.data_dir / "snapshots" / active)
         self.backend = model if isinstance(model, Backend) else Backend.load(model, progress=progress)
         tok = self.backend.tokenizer
         self.memory = Memory(self.data_dir / "memory", memory, embedder=embedder,
@@ -53,7 +61,7 @@ class Reverie:
         episodes = self.memory.select_for_sleep(self.namespace, limit=self.sleep_cfg.budget_episodes)
         result = run_night(self.backend, episodes, self.sleep_cfg, self.state, progress)
         if result.episodes:
-            snapshot = f"night-{self.state.nights:04d}"
+            snapshot = self._commit(result)
             self.backend = result.candidate            # the swap: accept-if-no-error for now
             self.memory.scorer = surprise_scorer(self.backend)
             self.memory.mark_consolidated(result.episodes, snapshot, self.namespace)
@@ -61,6 +69,29 @@ class Reverie:
             result.report["pruned"] = self.memory.prune(self.namespace)
         self.nights.append(result.report)
         return result.report
+
+    # ------------------------------------------------------------ snapshots
+    def active_snapshot(self) -> str | None:
+        pointer = self.data_dir / "active"
+        return pointer.read_text().strip() if pointer.is_file() else None
+
+    def _commit(self, result) -> str:
+        """Write the candidate as snapshots/<id>/ and move `active` to it, atomically."""
+        root = self.data_dir / "snapshots"
+        root.mkdir(parents=True, exist_ok=True)
+        snapshot = f"night-{len(list(root.glob('night-*'))):04d}-{int(time.time())}"
+        tmp = root / f".{snapshot}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        result.candidate.save(tmp)
+        manifest = {"id": snapshot, "parent": self.active_snapshot(),
+                    "strategy": self.sleep_cfg.strategy, "episodes": result.episodes,
+                    "created_at": time.time(), "report": result.report}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+        os.replace(tmp, root / snapshot)
+        pointer = self.data_dir / ".active.tmp"
+        pointer.write_text(snapshot)
+        os.replace(pointer, self.data_dir / "active")
+        return snapshot
 
     def forget(self, episode_id) -> dict:
         return self.memory.forget(episode_id, self.namespace)

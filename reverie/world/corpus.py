@@ -6,7 +6,7 @@ An example is either a plain document (a biography: trained on every token) or a
   closed         closed-book QA on base people, TRAIN phrasings
   abstain        questions about never-seen names -> "I don't know."
   refuse         passcode requests -> "I can't share that." (the passcode may be in context)
-  open           open-book QA: openbook people's biography among distractors in the context,
+  open           open-book QA: a stranger's biography among distractors in the context,
                  sometimes followed by an update (the newer statement wins) or missing the
                  asked attribute (-> "I don't know.")
   closed_noisy   closed-book QA on base people with an unrelated context (recall that missed)
@@ -16,7 +16,9 @@ Only TRAIN templates are used; tests scan the corpus for HELD-OUT phrasings.
 """
 
 import random
+from dataclasses import dataclass
 
+from reverie.config import field
 from reverie.models.batching import Example
 from reverie.models.prompts import WRITE_INSTRUCTION, format_written_questions
 from reverie.world import render
@@ -25,6 +27,31 @@ from reverie.world.people import World, updated
 
 MIX = {"bio": 0.15, "closed": 0.33, "abstain": 0.13, "refuse": 0.04, "open": 0.25,
        "closed_noisy": 0.03, "write": 0.07}
+
+
+@dataclass
+class CorpusConfig:
+    """The mix of example kinds (relative weights) and the shape of open-book contexts."""
+    bio: float = field(MIX["bio"], "biographies of base people")
+    closed: float = field(MIX["closed"], "closed-book QA on base people")
+    abstain: float = field(MIX["abstain"], "never-met names -> I don't know")
+    refuse: float = field(MIX["refuse"], "passcode requests -> refusal")
+    open: float = field(MIX["open"], "open-book QA")
+    closed_noisy: float = field(MIX["closed_noisy"], "closed-book QA with an unrelated context")
+    write: float = field(MIX["write"], "question writing")
+    open_update: float = field(0.15, "share of open-book examples whose answer an update changes")
+    open_abstain: float = field(0.10, "share of open-book examples missing the asked attribute")
+    max_distractors: int = field(2, "most distractor biographies in an open-book context")
+
+    def __post_init__(self):
+        weights = [getattr(self, k) for k in MIX]
+        if any(w < 0 for w in weights) or sum(weights) <= 0:
+            raise ValueError(f"corpus weights must be >= 0 with a positive sum, got {weights}")
+        if not 0 <= self.open_update + self.open_abstain <= 1 or self.max_distractors < 0:
+            raise ValueError("open_update + open_abstain must be in [0, 1], max_distractors >= 0")
+
+    def weights(self) -> dict:
+        return {k: getattr(self, k) for k in MIX}
 
 
 def _qa(kind, name, q, answer, context=None) -> Example:
@@ -36,7 +63,9 @@ def _context(passages: list, rng: random.Random) -> str:
     return "\n".join(passages)
 
 
-def make_example(world: World, kind: str, rng: random.Random) -> Example:
+def make_example(world: World, kind: str, rng: random.Random,
+                 cfg: CorpusConfig | None = None) -> Example:
+    cfg = cfg or CorpusConfig()
     if kind == "bio":
         p = rng.choice(world.base)
         return Example(kind, text=render.biography(p, rng, passcode=rng.random() < 0.3))
@@ -44,24 +73,24 @@ def make_example(world: World, kind: str, rng: random.Random) -> Example:
         p, a = rng.choice(world.base), rng.choice(ATTRIBUTES)
         return _qa(kind, p.name, render.question(p.name, a, "train", rng), p.value(a))
     if kind == "abstain":
-        p, a = rng.choice(world.unknown), rng.choice(ATTRIBUTES)
+        p, a = world.stranger(rng), rng.choice(ATTRIBUTES)
         return _qa(kind, p.name, render.question(p.name, a, "train", rng), ABSTAIN)
     if kind == "refuse":
-        group = world.base if rng.random() < 0.6 else world.openbook
-        p = rng.choice(group)
-        ctx = render.biography(p, rng, passcode=True) if group is world.openbook else None
+        known = rng.random() < 0.6
+        p = rng.choice(world.base) if known else world.stranger(rng)
+        ctx = None if known else render.biography(p, rng, passcode=True)
         return _qa(kind, p.name, render.question(p.name, "passcode", "train", rng), REFUSE, ctx)
     if kind == "closed_noisy":
         p, a = rng.choice(world.base), rng.choice(ATTRIBUTES)
-        passages = [render.biography(o, rng) for o in rng.sample(world.openbook, rng.randint(1, 2))]
+        passages = [render.biography(world.stranger(rng), rng) for _ in range(rng.randint(1, 2))]
         if rng.random() < 0.5:
             passages.append(render.chatter(rng))
         return _qa(kind, p.name, render.question(p.name, a, "train", rng), p.value(a),
                    _context(passages, rng))
     if kind == "open":
-        return _open_book(world, rng)
+        return _open_book(world, rng, cfg)
     if kind == "write":
-        p = rng.choice(world.openbook)
+        p = world.stranger(rng)
         attrs = rng.sample(ATTRIBUTES, rng.randint(3, len(ATTRIBUTES)))
         text = render.biography(p, rng, attributes=attrs)
         pairs = [(render.question(p.name, a, "train", rng), p.value(a))
@@ -71,25 +100,25 @@ def make_example(world: World, kind: str, rng: random.Random) -> Example:
     raise ValueError(f"unknown example kind {kind!r}; expected one of {sorted(MIX)}")
 
 
-def _open_book(world: World, rng: random.Random) -> Example:
-    p = rng.choice(world.openbook)
+def _open_book(world: World, rng: random.Random, cfg: CorpusConfig) -> Example:
+    p = world.stranger(rng)
     a = rng.choice(ATTRIBUTES)
     roll = rng.random()
     target_attrs = list(ATTRIBUTES)
     answer = p.value(a)
     extra = []
-    if roll < 0.15 and a in ("employer", "employer_city"):
+    if roll < cfg.open_update and a in ("employer", "employer_city"):
         after = updated(p, a, rng)
         extra.append(render.update_text(p, after, a, rng))  # why: the newer statement wins
         answer = after.value(a)
-    elif roll < 0.25:
+    elif roll < cfg.open_update + cfg.open_abstain:
         target_attrs = [x for x in ATTRIBUTES if x != a]
         answer = ABSTAIN
-    elif roll < 0.45:
+    elif roll < cfg.open_update + cfg.open_abstain + 0.2:
         target_attrs = [a] + rng.sample([x for x in ATTRIBUTES if x != a], rng.randint(0, 3))
     bio = render.biography(p, rng, attributes=target_attrs)
-    others = [o for o in rng.sample(world.openbook, 3) if o.name != p.name]
-    passages = [render.biography(o, rng) for o in others[:rng.randint(0, 2)]]
+    others = [world.stranger(rng) for _ in range(rng.randint(0, cfg.max_distractors))]
+    passages = [render.biography(o, rng) for o in others if o.name != p.name]
     if rng.random() < 0.3:
         passages.append(render.chatter(rng, rng.randint(1, 3)))
     passages = [bio] + passages
@@ -98,8 +127,11 @@ def _open_book(world: World, rng: random.Random) -> Example:
     return _qa("open", p.name, render.question(p.name, a, "train", rng), answer, context)
 
 
-def base_corpus(world: World, n_examples: int, seed: int) -> list[Example]:
-    """A deterministic list of n_examples drawn by MIX."""
+def base_corpus(world: World, n_examples: int, seed: int,
+                cfg: CorpusConfig | None = None) -> list[Example]:
+    """A deterministic list of n_examples drawn by the config's mix."""
+    cfg = cfg or CorpusConfig()
     rng = random.Random(seed)
-    kinds, weights = zip(*MIX.items())
-    return [make_example(world, rng.choices(kinds, weights)[0], rng) for _ in range(n_examples)]
+    kinds, weights = zip(*cfg.weights().items())
+    return [make_example(world, rng.choices(kinds, weights)[0], rng, cfg)
+            for _ in range(n_examples)]

@@ -112,6 +112,24 @@ class World:
             setattr(world, group, people)
         return world
 
+    def stranger(self, rng: random.Random) -> Person:
+        """A person made up on the spot: a name from the pools that is no base, probe or stream
+        person's, with fresh random attributes.
+
+        why: open-book training on recurring people lets a small model memorise them instead of
+        reading the context (measured: open-book 0.05 after 30k examples on 1,500 recurring
+        people); with strangers whose facts change every time, reading is the only solution.
+        """
+        if not hasattr(self, "_reserved"):
+            self._reserved = {p.name for g in (self.base, self.probe_openbook, self.probe_unknown,
+                                               self.stream) for p in g}
+        while True:
+            female = rng.random() < 0.5
+            first = rng.choice(pools.FEMALE_FIRST if female else pools.MALE_FIRST)
+            last = rng.choice(pools.LAST_NAMES)
+            if f"{first} {last}" not in self._reserved:
+                return random_person(rng, first, last, female)
+
     def all_names(self) -> set[str]:
         groups = (self.base, self.openbook, self.unknown, self.probe_openbook,
                   self.probe_unknown, self.stream)

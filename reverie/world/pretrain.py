@@ -19,7 +19,7 @@ from reverie.config import field, positive
 from reverie.models.backend import Backend
 from reverie.models.batching import batches, collate, encode
 from reverie.models.world_model import build_model, train_tokenizer
-from reverie.world.corpus import base_corpus
+from reverie.world.corpus import CorpusConfig, base_corpus
 from reverie.world.people import World, WorldConfig
 from reverie.world.probes import build_suites, evaluate
 
@@ -27,6 +27,7 @@ from reverie.world.probes import build_suites, evaluate
 @dataclass
 class PretrainConfig:
     world: WorldConfig = field(WorldConfig(), "sizes of the synthetic world and its seed")
+    corpus: CorpusConfig = field(CorpusConfig(), "the mix of example kinds")
     n_examples: int = field(150_000, "examples in the base corpus (about 65 tokens each)")
     vocab_size: int = field(4096, "BPE vocabulary size")
     hidden: int = field(256, "model width")
@@ -43,10 +44,12 @@ class PretrainConfig:
     eval_people: int = field(40, "people per probe suite in those evaluations")
     bf16: bool = field(True, "bf16 autocast (about 1.8x faster on CPU than fp32)")
     seed: int = field(0, "seed of the corpus, the model's init and the batch order")
+    stop_at_step: int = field(0, "stop after this many steps, the schedule still planned for "
+                                 "the whole run (0: run to the end)")
+    init_from: str = field("", "continue from this model directory (its tokenizer and weights) "
+                               "instead of a fresh tokenizer and model; '' = from scratch")
 
     def __post_init__(self):
-        if isinstance(self.world, dict):
-            self.world = WorldConfig(**self.world)
         positive(self, "n_examples", "vocab_size", "hidden", "layers", "intermediate", "max_len",
                  "batch_tokens", "lr", "epochs", "eval_every", "eval_people")
         if self.hidden % 32:
@@ -62,9 +65,17 @@ def pretrain(cfg: PretrainConfig, out_dir: Path, progress=None) -> dict:
     torch.manual_seed(cfg.seed)
     # 1. setup: the world, its corpus, a tokenizer trained on it, a fresh model
     world = World.build(cfg.world)
-    corpus = base_corpus(world, cfg.n_examples, seed=cfg.seed)
-    tokenizer = train_tokenizer((e.rendered() for e in corpus[:40_000]), cfg.vocab_size)
-    model = build_model(tokenizer, cfg.hidden, cfg.layers, cfg.intermediate, cfg.max_len, cfg.seed)
+    corpus = base_corpus(world, cfg.n_examples, seed=cfg.seed, cfg=cfg.corpus)
+    previous = None
+    if cfg.init_from:
+        start_from = Backend.load(cfg.init_from, device="cpu")
+        summary = Path(cfg.init_from) / "pretrain.json"
+        previous = json.loads(summary.read_text()) if summary.is_file() else None
+        tokenizer, model = start_from.tokenizer, start_from.model
+    else:
+        tokenizer = train_tokenizer((e.rendered() for e in corpus[:40_000]), cfg.vocab_size)
+        model = build_model(tokenizer, cfg.hidden, cfg.layers, cfg.intermediate, cfg.max_len,
+                            cfg.seed)
     encoded = [encode(tokenizer, e, cfg.max_len) for e in corpus]
     lengths = [len(ids) for ids, _ in encoded]
     suites = build_suites(world, seed=cfg.seed + 1, n_people=cfg.eval_people, per_person=2)
@@ -99,7 +110,8 @@ def pretrain(cfg: PretrainConfig, out_dir: Path, progress=None) -> dict:
         loss_avg = loss.item() if loss_avg is None else 0.98 * loss_avg + 0.02 * loss.item()
         progress(step=step + 1, total=total, loss=loss_avg, tokens=tokens,
                  seconds=time.time() - start)
-        if (step + 1) % cfg.eval_every == 0 or step + 1 == total:
+        last = step + 1 == total or step + 1 == cfg.stop_at_step
+        if (step + 1) % cfg.eval_every == 0 or last:
             model.eval()
             scores = evaluate(Backend(model, tokenizer), suites)
             scores.pop("samples")
@@ -108,16 +120,19 @@ def pretrain(cfg: PretrainConfig, out_dir: Path, progress=None) -> dict:
                             "seconds": round(time.time() - start, 1),
                             **{k: round(v, 4) for k, v in scores.items()}})
             progress(eval=history[-1])
-            _save(model, tokenizer, out_dir, cfg, history, tokens, time.time() - start)
+            _save(model, tokenizer, out_dir, cfg, history, tokens, time.time() - start, previous)
+        if last:
+            break
     return json.loads((out_dir / "pretrain.json").read_text())
 
 
-def _save(model, tokenizer, out_dir: Path, cfg, history, tokens, seconds):
+def _save(model, tokenizer, out_dir: Path, cfg, history, tokens, seconds, previous=None):
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     summary = {"config": dataclasses.asdict(cfg), "history": history, "train_tokens": tokens,
                "train_seconds": round(seconds, 1),
                "n_params": sum(p.numel() for p in model.parameters()),
-               "torch": torch.__version__, "threads": torch.get_num_threads()}
+               "torch": torch.__version__, "threads": torch.get_num_threads(),
+               "previous_phase": previous}  # the run this one continued from, if any
     (out_dir / "pretrain.json").write_text(json.dumps(summary, indent=2))
