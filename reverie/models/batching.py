@@ -19,13 +19,17 @@ class Example:
     question: str | None = None
     answer: str | None = None
     asked: list = field(default_factory=list)  # (name, question) pairs, for the held-out scan
+    more: list = field(default_factory=list)   # further (question, answer) turns, same context
+
+    def turns(self) -> list:
+        return [(self.question, self.answer)] + list(self.more)
 
     def rendered(self) -> str:
         """Everything the model reads or writes in this example, as one string."""
         if self.text is not None:
             return self.text
         head = f"Context: {self.context}\n" if self.context else ""
-        return f"{head}Q: {self.question}\nA: {self.answer}"
+        return head + "\n".join(f"Q: {q}\nA: {a}" for q, a in self.turns())
 
 
 def encode(tokenizer, ex, max_len: int) -> tuple[list[int], list[int]]:
@@ -36,13 +40,18 @@ def encode(tokenizer, ex, max_len: int) -> tuple[list[int], list[int]]:
         ids = tokenizer(ex.text)["input_ids"] + [eos]
         labels = list(ids)
         labels[0] = -100
-    else:
+    else:  # one or more turns; each prompt piece rendered by the chat template, then masked
         messages = ([{"role": "system", "content": ex.context}] if ex.context else [])
-        messages.append({"role": "user", "content": ex.question})
-        prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        p = tokenizer(prompt)["input_ids"]
-        t = tokenizer(" " + ex.answer, add_special_tokens=False)["input_ids"] + [eos]
-        ids, labels = p + t, [-100] * len(p) + t
+        ids, labels, rendered = [], [], ""
+        for i, (question, answer) in enumerate(ex.turns()):
+            messages.append({"role": "user", "content": question})
+            prompt = tokenizer.apply_chat_template(messages, tokenize=False,
+                                                   add_generation_prompt=True)
+            p = tokenizer(prompt[len(rendered):], add_special_tokens=i == 0)["input_ids"]
+            t = tokenizer(" " + answer, add_special_tokens=False)["input_ids"] + [eos]
+            ids, labels = ids + p + t, labels + [-100] * len(p) + t
+            messages.append({"role": "assistant", "content": answer})
+            rendered = tokenizer.apply_chat_template(messages, tokenize=False)
     return ids[-max_len:], labels[-max_len:]
 
 

@@ -42,11 +42,15 @@ class CorpusConfig:
     open_update: float = field(0.15, "share of open-book examples whose answer an update changes")
     open_abstain: float = field(0.10, "share of open-book examples missing the asked attribute")
     max_distractors: int = field(2, "most distractor biographies in an open-book context")
+    open_turns: int = field(1, "questions asked about each open-book context (one turn each): "
+                               "the context's cost is shared by several answers")
 
     def __post_init__(self):
         weights = [getattr(self, k) for k in MIX]
         if any(w < 0 for w in weights) or sum(weights) <= 0:
             raise ValueError(f"corpus weights must be >= 0 with a positive sum, got {weights}")
+        if self.open_turns < 1:
+            raise ValueError(f"open_turns must be >= 1, got {self.open_turns}")
         if not 0 <= self.open_update + self.open_abstain <= 1 or self.max_distractors < 0:
             raise ValueError("open_update + open_abstain must be in [0, 1], max_distractors >= 0")
 
@@ -124,7 +128,14 @@ def _open_book(world: World, rng: random.Random, cfg: CorpusConfig) -> Example:
     passages = [bio] + passages
     rng.shuffle(passages)
     context = "\n".join(passages + extra)  # updates come last: they are the newest episodes
-    return _qa("open", p.name, render.question(p.name, a, "train", rng), answer, context)
+    ex = _qa("open", p.name, render.question(p.name, a, "train", rng), answer, context)
+    if cfg.open_turns > 1:  # more questions about the same context, other attributes
+        rest = rng.sample([x for x in ATTRIBUTES if x != a], min(cfg.open_turns, 6) - 1)
+        for x in rest:
+            q = render.question(p.name, x, "train", rng)
+            ex.more.append((q, p.value(x) if x in target_attrs else ABSTAIN))
+            ex.asked.append((p.name, q))
+    return ex
 
 
 def base_corpus(world: World, n_examples: int, seed: int,

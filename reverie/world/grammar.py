@@ -119,7 +119,7 @@ class Phrasing:
 
     def render(self, name: str) -> str:
         core = self.core.replace("{P}", name + "'s").replace("{N}", name)
-        if self.opener.endswith(", ") and not self.core.startswith(("{N}", "{P}")):
+        if self.opener.endswith(", ") and not self.core.startswith(("{N}", "{P}", "I ")):
             core = core[0].lower() + core[1:]
         return f"{self.opener}{core}{self.closer}"
 

@@ -1,0 +1,76 @@
+"""`reverie bench memory --episodes N --json FILE [--seed S]`."""
+
+import json
+from pathlib import Path
+
+from reverie.errors import ReverieError
+
+
+def _memory(args):
+    from reverie.bench.memory import MemoryBenchConfig, run
+    from reverie.progress import Bar
+    try:
+        cfg = MemoryBenchConfig(episodes=args.episodes, seed=args.seed, model=args.model)
+    except ValueError as e:
+        raise ReverieError(f"bench memory: {e}") from None
+    out = Path(args.json)
+    if out.parent and not out.parent.exists():
+        raise ReverieError(f"--json directory {str(out.parent)!r} does not exist")
+    bar = Bar("bench memory", unit="episode")
+    try:
+        figures = run(cfg, progress=bar)
+    finally:
+        bar.close()
+    out.write_text(json.dumps(figures, indent=2))
+    keys = ("open_book_accuracy", "recall_at_5", "update_new", "update_stale", "recall_p50_ms",
+            "recall_p99_ms", "ingest_per_s", "rss_mb", "salience_auc")
+    print(json.dumps({k: figures[k] for k in keys}, indent=2))
+
+
+def register(sub):
+    bench = sub.add_parser("bench", help="benchmarks; figures as JSON")
+    bsub = bench.add_subparsers(dest="bench_command", metavar="BENCH", parser_class=type(bench))
+    bsub.required = True
+    p = bsub.add_parser("memory", help="the hippocampus: recall, open-book, updates, latency, "
+                                       "salience")
+    p.add_argument("--episodes", type=int, default=5000, help="episodes to ingest (default 5000)")
+    p.add_argument("--json", required=True, help="where to write the figures")
+    p.add_argument("--seed", type=int, default=0, help="stream seed (default 0)")
+    p.add_argument("--model", default="world", help="world, smollm2 or a model directory")
+    p.set_defaults(func=_memory)
+
+    p = bsub.add_parser("lifelong", help="days of the world stream, a night after each, every "
+                                         "strategy side by side (recall off)")
+    p.add_argument("--preset", default="smoke", help="smoke (CI, minutes), quick (every strategy "
+                                                     "on the world model) or real (SmolLM2)")
+    p.add_argument("--strategies", default=None,
+                   help="comma-separated, e.g. frozen,rag,naive,cls (default: the preset's)")
+    p.add_argument("--json", required=True, help="where to write the figures")
+    p.add_argument("--seed", type=int, default=0, help="stream and night seed (default 0)")
+    p.add_argument("--model", default=None, help="override the preset's model")
+    p.set_defaults(func=_lifelong)
+
+
+def _lifelong(args):
+    from reverie.bench.lifelong import run_lifelong
+    from reverie.progress import Bar
+    out = Path(args.json)
+    if out.parent and not out.parent.exists():
+        raise ReverieError(f"--json directory {str(out.parent)!r} does not exist")
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()] if args.strategies \
+        else None
+    bar = Bar("bench lifelong")
+    try:
+        figures = run_lifelong(args.preset, strategies, seed=args.seed, model=args.model,
+                               progress=bar)
+    finally:
+        bar.close()
+    out.write_text(json.dumps(figures, indent=2))
+    keys = ("acquisition", "acquisition_train", "retention", "update", "stale", "abstention",
+            "refusal", "locality", "kl", "fuar", "bwt", "sleep_seconds", "tokens_per_s")
+    head = f"{'strategy':<12}" + "".join(f"{k[:10]:>11}" for k in keys)
+    print(head)
+    for name, row in figures["strategies"].items():
+        print(f"{name:<12}" + "".join(f"{row[k]:>11.3f}" if isinstance(row[k], float)
+                                      else f"{row[k]:>11}" for k in keys))
+    print(f"wrote {out}")

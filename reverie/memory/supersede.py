@@ -1,0 +1,80 @@
+"""Newer wins: a new episode's claims replace the older claims they restate about the same
+subject.
+
+For each claim of a new episode (a sentence about a named subject), the older episodes that make
+claims about the same subject are compared sentence by sentence (claims.claim_score: cos of the
+value-masked frames + capped cos of the values). In each older episode, the best-matching
+sentence is superseded when it scores >= supersede_threshold and beats that episode's runner-up
+by supersede_margin: one sentence at most, and only a clear winner, because a wrong supersede
+hides a true fact while a missed one is still resolved by order (the context puts newer
+episodes last, and the model was trained that the later statement wins). An episode whose
+every sentence is superseded leaves recall. Claim vectors are cached in the claims table.
+"""
+
+import numpy as np
+
+from reverie.memory import claims as claimlib
+
+
+def claim_vectors(embed, cs) -> dict:
+    """id(claim) -> (1 + n_values, dim) unit vectors of its masked frame and values."""
+    texts = [claimlib.claim_texts(c["frame"]) for c in cs]
+    flat = embed([t for ts in texts for t in ts])
+    out, at = {}, 0
+    for c, ts in zip(cs, texts):
+        out[id(c)] = flat[at:at + len(ts)]
+        at += len(ts)
+    return out
+
+
+def apply(store, embed, cfg, namespace, ids, texts) -> list[int]:
+    """Store each new episode's claims; a newer claim about the same subject whose frame is
+    close to an older one supersedes it. Returns episodes now superseded entirely."""
+    emptied = []
+    for eid, text in zip(ids, texts):
+        mine = claimlib.claims(text)
+        if not mine:
+            continue
+        subjects = sorted({c["subject"] for c in mine})
+        older = [c for c in store.claims_about(namespace, subjects)
+                 if c["superseded_by"] is None and c["episode_id"] != eid]
+        store.add_claims(namespace, [dict(c, episode_id=eid) for c in mine])
+        if not older:
+            continue
+        vecs = claim_vectors(embed, mine + [c for c in older if c["embedding"] is None])
+        for c in mine:
+            store.set_claim(namespace, eid, c["idx"], embedding=vecs[id(c)].reshape(-1))
+        for c in older:
+            if c["embedding"] is None:
+                store.set_claim(namespace, c["episode_id"], c["idx"],
+                                embedding=vecs[id(c)].reshape(-1))
+            else:
+                vecs[id(c)] = np.frombuffer(c["embedding"], np.float32).reshape(
+                    -1, vecs[id(mine[0])].shape[1])
+        touched = set()
+        for c in mine:
+            by_episode: dict = {}
+            for o in older:
+                if o["subject"] == c["subject"] and o["superseded_by"] is None:
+                    by_episode.setdefault(o["episode_id"], []).append(o)
+            for group in by_episode.values():
+                sims = sorted(((claimlib.claim_score(vecs[id(c)], vecs[id(o)]), k)
+                               for k, o in enumerate(group)), reverse=True)
+                best, k = sims[0]
+                runner_up = sims[1][0] if len(sims) > 1 else -2.0
+                # why: one sentence of the older episode at most, and only a clear winner
+                if best >= cfg.supersede_threshold and \
+                        best - runner_up >= cfg.supersede_margin:
+                    group[k]["superseded_by"] = eid
+                    store.set_claim(namespace, group[k]["episode_id"], group[k]["idx"],
+                                    superseded_by=eid)
+                    touched.add(group[k]["episode_id"])
+        for old_id in touched:
+            old = store.get(namespace, [old_id])[0]
+            cs = store.claims_of(namespace, [old_id])
+            # why: a sentence without a subject (chatter) is not replaced by anything
+            if len(cs) == len(claimlib.sentences(old.text)) and \
+                    all(c["superseded_by"] is not None for c in cs):
+                store.update(namespace, old_id, superseded_by=eid)
+                emptied.append(old_id)
+    return emptied
