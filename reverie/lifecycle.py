@@ -1,7 +1,7 @@
 """The facade that users, the server and the benchmarks all call: ingest, recall, answer, sleep,
 forget. What the benchmarks measure is what users run.
 
-A Reverie holds one data directory: the hippocampus (memory/), the models nights produced
+A Reverie holds one data directory: the hippocampus (memory.sqlite), the models nights produced
 (snapshots/<id>/, each a plain HF folder plus manifest.json) and `active`, the id of the one that
 serves. A night (`sleep`) consolidates the highest-priority new episodes into a candidate model;
 until the gate lands (issue 5) the candidate is accepted when the night completes without error:
@@ -9,12 +9,10 @@ it is written to snapshots/ (temporary folder, then rename), `active` moves to i
 replace), the serving model is swapped, the episodes are marked consolidated, and pruning runs.
 """
 
-import json
-import os
-import shutil
 import time
 from pathlib import Path
 
+from reverie import snapshots
 from reverie.memory.config import MemoryConfig
 from reverie.memory.memory import Memory
 from reverie.memory.salience import surprise_scorer
@@ -31,12 +29,12 @@ class Reverie:
         self.data_dir = Path(data_dir)
         self.namespace = namespace
         self.sleep_cfg = sleep or SleepConfig()
-        active = self.active_snapshot()
+        active = snapshots.active_dir(self.data_dir)
         if active is not None:
-            model = str(self.data_dir / "snapshots" / active)
+            model = str(active)
         self.backend = model if isinstance(model, Backend) else Backend.load(model, progress=progress)
         tok = self.backend.tokenizer
-        self.memory = Memory(self.data_dir / "memory", memory, embedder=embedder,
+        self.memory = Memory(self.data_dir, memory, embedder=embedder,
                              scorer=surprise_scorer(self.backend), now=now,
                              count_tokens=lambda t: len(tok(t, add_special_tokens=False)["input_ids"]))
         self.state = SleepState()
@@ -58,10 +56,18 @@ class Reverie:
     def sleep(self, progress=None) -> dict:
         """One night: select -> dream -> mix -> train -> merge (reverie.sleep), accept, swap,
         mark consolidated, prune. Returns the night's report."""
+        if not self.memory.store.has_namespace(self.namespace):
+            report = {"skipped": "no episode to consolidate"}
+            self.nights.append(report)
+            return report
         episodes = self.memory.select_for_sleep(self.namespace, limit=self.sleep_cfg.budget_episodes)
+        for e in episodes:  # why: consolidate what is still true, not sentences since replaced
+            e.text = self.memory.current_text(e)
         result = run_night(self.backend, episodes, self.sleep_cfg, self.state, progress)
         if result.episodes:
-            snapshot = self._commit(result)
+            snapshot = snapshots.commit(self.data_dir, result.candidate, {
+                "strategy": self.sleep_cfg.strategy, "episodes": result.episodes,
+                "report": result.report})
             self.backend = result.candidate            # the swap: accept-if-no-error for now
             self.memory.scorer = surprise_scorer(self.backend)
             self.memory.mark_consolidated(result.episodes, snapshot, self.namespace)
@@ -69,29 +75,6 @@ class Reverie:
             result.report["pruned"] = self.memory.prune(self.namespace)
         self.nights.append(result.report)
         return result.report
-
-    # ------------------------------------------------------------ snapshots
-    def active_snapshot(self) -> str | None:
-        pointer = self.data_dir / "active"
-        return pointer.read_text().strip() if pointer.is_file() else None
-
-    def _commit(self, result) -> str:
-        """Write the candidate as snapshots/<id>/ and move `active` to it, atomically."""
-        root = self.data_dir / "snapshots"
-        root.mkdir(parents=True, exist_ok=True)
-        snapshot = f"night-{len(list(root.glob('night-*'))):04d}-{int(time.time())}"
-        tmp = root / f".{snapshot}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        result.candidate.save(tmp)
-        manifest = {"id": snapshot, "parent": self.active_snapshot(),
-                    "strategy": self.sleep_cfg.strategy, "episodes": result.episodes,
-                    "created_at": time.time(), "report": result.report}
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
-        os.replace(tmp, root / snapshot)
-        pointer = self.data_dir / ".active.tmp"
-        pointer.write_text(snapshot)
-        os.replace(pointer, self.data_dir / "active")
-        return snapshot
 
     def forget(self, episode_id) -> dict:
         return self.memory.forget(episode_id, self.namespace)

@@ -106,7 +106,9 @@ def ask(question: str, data_dir, namespace: str, model: str, recall: bool = True
     """Answer with the model, recalled episodes in its context (or none with recall=False)."""
     if not question.strip():
         raise ReverieError("the question is empty")
-    backend = _backend(model, progress)
+    from reverie.snapshots import active_dir
+    served = active_dir(data_dir)  # why: after a night, the data directory's snapshot answers
+    backend = _backend(str(served) if served else model, progress)
     if backend is None:
         raise ReverieError("ask needs a model; pass --model world, smollm2 or a directory")
     context, used = None, []
