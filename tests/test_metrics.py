@@ -1,7 +1,5 @@
 """Metrics against matrices worked out by hand."""
 
-import math
-
 import pytest
 
 from reverie.gate import metrics
@@ -29,7 +27,7 @@ def test_no_forgetting_matrix():
 
 def test_fuar():
     assert metrics.fuar(3, 2, 10) == pytest.approx(0.25)
-    assert metrics.fuar(0, 0, 0) == 0.0 and math.isinf(metrics.fuar(2, 0, 0))
+    assert metrics.fuar(0, 0, 0) == 0.0 and metrics.fuar(2, 0, 0) is None
 
 
 def test_bad_matrix():

@@ -40,7 +40,9 @@ class Preset:
 PRESETS = {
     "smoke": Preset("world", StreamConfig(days=2, new_per_day=3, updates_per_day=1, noise_per_day=2,
                                           repeats_per_day=1, restatements_per_day=1),
-                    ("frozen", "rag", "naive", "cls"), {"train.epochs": 2.0},
+                    ("frozen", "rag", "naive", "cls"),
+                    {"train.epochs": 1.0, "dream.question_samples": 2,
+                     "rehearsal.generative_samples": 32},
                     base_people=20, unknown_people=10, locality_prompts=10),
     "quick": Preset("world", StreamConfig(days=4, new_per_day=8),
                     ("frozen", "rag", "naive", "replay", "ewc", "lora", "distill", "progressive",
@@ -184,6 +186,10 @@ def run_strategy(strategy: str, preset: Preset, stream, probes: Probes, pre: Bac
     return row
 
 
+def _round(x, digits: int = 4):
+    return None if x is None else round(x, digits)
+
+
 def _clone(model):
     import copy
     return copy.deepcopy(model)
@@ -215,7 +221,7 @@ def _final_figures(r, recall: bool, probes: Probes, R: list, day0: dict, pre, re
         "update": round(update, 4), "stale": round(stale, 4),
         "abstention": round(abstention, 4), "refusal": round(refusal, 4),
         "locality": round(locality, 4), "kl": round(kl, 5),
-        "fuar": round(metrics.fuar(forgotten, n_updated, n_acquired), 4),
+        "fuar": _round(metrics.fuar(forgotten, n_updated, n_acquired)),
         "bwt": round(metrics.bwt(R), 4), "forgetting": round(metrics.forgetting(R), 4),
         "acc": round(metrics.acc(R), 4),
         "accuracy_matrix": [[round(x, 4) for x in row] for row in R],

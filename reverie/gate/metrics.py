@@ -5,8 +5,6 @@ R[i][j] is the accuracy on task (day) j's facts after training stage (night) i; 
 Chaudhry et al. 2018 (forgetting); FUAR follows Jang et al. 2022 (CKL).
 """
 
-import math
-
 
 def _check(R):
     T = len(R)
@@ -46,7 +44,10 @@ def forgetting(R) -> float:
     return sum(max(R[l][j] for l in range(T - 1)) - R[T - 1][j] for j in range(T - 1)) / (T - 1)
 
 
-def fuar(forgotten: int, updated: int, acquired: int) -> float:
-    """Forgotten / (updated + acquired): below 1 means more was gained than lost."""
+def fuar(forgotten: int, updated: int, acquired: int) -> float | None:
+    """Forgotten / (updated + acquired): below 1 means more was gained than lost. None (JSON
+    null) when something was forgotten and nothing gained: the ratio is undefined."""
     gained = updated + acquired
-    return math.inf if gained == 0 and forgotten else (forgotten / gained if gained else 0.0)
+    if gained == 0:
+        return None if forgotten else 0.0
+    return forgotten / gained
