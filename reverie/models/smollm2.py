@@ -8,6 +8,7 @@ The package is never imported: it would pull llama_cpp.
 """
 
 import importlib.metadata
+import json
 import os
 import shutil
 import tempfile
@@ -38,10 +39,21 @@ def gguf_path() -> Path:
                        f"`{INSTALL_HINT}`")
 
 
+def _drop_gguf_marker(config_path: Path) -> None:
+    """Repair folders converted before the quantization marker was dropped."""
+    config = json.loads(config_path.read_text())
+    if "quantization_config" in config:
+        del config["quantization_config"]
+        tmp = config_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(config, indent=2))
+        os.replace(tmp, config_path)
+
+
 def ensure_converted(progress=None) -> Path:
     """The cached HF folder, converting the GGUF first if needed."""
     target = cache_dir()
     if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        _drop_gguf_marker(target / "config.json")
         return target
     src = gguf_path()
     if progress:
@@ -51,7 +63,12 @@ def ensure_converted(progress=None) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
     loaded = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
-    model = LlamaForCausalLM(loaded.config)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        # why: the weights are dequantised fp32 now; left in, the marker makes transformers
+        # treat the folder as a GGUF-quantised model that cannot be saved again
+        delattr(config, "quantization_config")
+    model = LlamaForCausalLM(config)
     missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
     if unexpected or [m for m in missing if "lm_head" not in m]:
         raise ReverieError(f"SmolLM2 conversion found unexpected weights ({unexpected[:3]}, "
