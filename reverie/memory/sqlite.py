@@ -278,19 +278,18 @@ class SQLiteStore(Store):
 
     # ------------------------------------------------------------ claims and entities
     def claims_about(self, namespace, subjects):
-        if not subjects:
-            return []
-        marks = ",".join("?" * len(subjects))
-        rows = self._q(f"SELECT * FROM claims WHERE namespace = ? AND subject IN ({marks}) "
-                       f"ORDER BY episode_id, idx", (namespace, *subjects)).fetchall()
-        return [dict(r) for r in rows]
+        return self._claims_where(namespace, "subject", subjects)
 
     def claims_of(self, namespace, ids):
-        if not ids:
+        return self._claims_where(namespace, "episode_id", ids)
+
+    def _claims_where(self, namespace, column: str, values):
+        """Claims whose `column` (a fixed name, never user input) is one of `values`."""
+        if not values:
             return []
-        marks = ",".join("?" * len(ids))
-        rows = self._q(f"SELECT * FROM claims WHERE namespace = ? AND episode_id IN ({marks}) "
-                       f"ORDER BY episode_id, idx", (namespace, *ids)).fetchall()
+        marks = ",".join("?" * len(values))
+        rows = self._q(f"SELECT * FROM claims WHERE namespace = ? AND {column} IN ({marks}) "
+                       f"ORDER BY episode_id, idx", (namespace, *values)).fetchall()
         return [dict(r) for r in rows]
 
     def add_claims(self, namespace, rows):
