@@ -1,0 +1,71 @@
+"""Running the service: uvicorn in the foreground (the CLI) or in a thread on a free loopback
+port (tests, the benchmark)."""
+
+import socket
+import threading
+import time
+
+import uvicorn
+
+from reverie.errors import ReverieError
+from reverie.serve.app import create_app
+from reverie.serve.service import Service
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise ReverieError(f"cannot bind {host}:{port} ({e.strerror}); pick another --port or "
+                           f"stop what holds it") from None
+    return sock
+
+
+class Running:
+    """A service behind uvicorn on its own thread. `url` is its base URL."""
+
+    def __init__(self, service: Service, host: str = "127.0.0.1", port: int = 0):
+        self.service = service
+        self.sock = bind(host, port)
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://{host}:{self.port}"
+        config = uvicorn.Config(create_app(service), log_level="warning", access_log=False,
+                                timeout_keep_alive=30, lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
+                                       name="reverie-http", daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise ReverieError("the HTTP server did not start")
+            time.sleep(0.02)
+
+    def close(self):
+        self.server.should_exit = True
+        self.thread.join(15)
+        self.sock.close()
+        self.service.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def serve_forever(service: Service, host: str, port: int, on_ready=None) -> None:
+    sock = bind(host, port)
+    if on_ready:
+        on_ready(sock.getsockname()[1])
+    config = uvicorn.Config(create_app(service), log_level="warning", access_log=False,
+                            timeout_keep_alive=30, lifespan="off")
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        service.close()
+        sock.close()
