@@ -9,7 +9,8 @@ import torch
 from reverie.models.backend import Backend
 from reverie.models.world_model import build_model, train_tokenizer
 from reverie.sleep.config import DreamConfig, RehearsalConfig, SleepConfig, TrainConfig
-from reverie.sleep.dream import rewrites, subject_of
+from reverie.models.batching import Example
+from reverie.sleep.dream import rewrites, stranger_name, strangers, subject_of
 from reverie.sleep.night import run_night
 from reverie.sleep.rehearsal import update_reservoir
 from reverie.sleep.strategies import STRATEGIES
@@ -43,7 +44,8 @@ def tiny_cfg(strategy, **kw):
 
 
 def night_of(backend, cfg):
-    return Night(cfg, SleepState(), backend.tokenizer, backend.model, ["Ada Lowell works."] * 4,
+    return Night(cfg, SleepState(), backend.tokenizer, backend.model,
+                 [Example("generative", text="Ada Lowell works.")] * 4,
                  random.Random(0), lr=cfg.train.lr)
 
 
@@ -55,6 +57,38 @@ def test_subject_and_rewrites_name_the_pronouns():
     for r in out:
         assert "She " not in r and "Her " not in r
         assert "Ada Lowell works for Acme Robotics." in r and "Ada Lowell's office is in Rome." in r
+
+
+def test_stranger_names_are_names_nobody_in_the_night_has():
+    rng = random.Random(0)
+    known = {"Ada Lowell", "Otto Vance"}
+    made = {stranger_name("Ada Lowell", ["Ada", "Otto"], ["Lowell", "Vance"], known, rng)
+            for _ in range(20)}
+    assert made == {"Ada Vance", "Otto Lowell"}
+    alone = stranger_name("Ada Lowell", ["Ada"], ["Lowell"], {"Ada Lowell"}, rng)
+    assert alone.startswith("Ada L") and alone != "Ada Lowell" and sorted(alone) == sorted("Ada Lowell")
+
+
+class Answers:
+    """A stand-in model that abstains on every name but one."""
+
+    def __init__(self, known):
+        self.known, self.asked = known, []
+
+    def answer(self, questions, contexts=None):
+        self.asked += questions
+        return ["Oslo" if self.known in q else "I don't know." for q in questions]
+
+
+def test_strangers_reask_the_night_questions_and_keep_only_abstentions():
+    model = Answers(known="Otto Lowell")
+    pairs = [[("Where was Ada Lowell born?", "Oslo"), ("Who employs Ada Lowell?", "Acme Robotics")],
+             [("What did Otto Vance study?", "physics"), ("Where did he study?", "Eastfield")]]
+    out = strangers(model, TEXTS[:2], pairs, 1.0, random.Random(1))
+    assert len(model.asked) == 3  # "Where did he study?" names nobody: not re-asked
+    assert all("Ada Lowell" not in q and "Otto Vance" not in q for q in model.asked)
+    assert all(e.kind == "stranger" and e.answer == "I don't know." for e in out)
+    assert len(out) == sum("Otto Lowell" not in q for q in model.asked)
 
 
 def test_ewc_penalty_is_zero_at_the_anchor_and_grows_away(tiny):

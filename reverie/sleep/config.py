@@ -15,11 +15,15 @@ class DreamConfig:
     max_new_tokens: int = field(160, "longest question-writing output, tokens")
     grounded_only: bool = field(True, "keep a self-question only if the open-book answer "
                                       "occurs in the episode (drops hallucinated questions)")
+    strangers: float = field(0.5, "self-questions re-asked about made-up names, per "
+                                  "self-question; the pre-sleep model's abstentions on them are "
+                                  "learned, so the night does not teach answering about anyone")
 
     def __post_init__(self):
         positive(self, "question_samples", "temperature", "max_questions", "max_new_tokens")
-        if self.rewrites < 0:
-            raise ValueError(f"rewrites must be >= 0, got {self.rewrites}")
+        if self.rewrites < 0 or self.strangers < 0:
+            raise ValueError(f"rewrites and strangers must be >= 0, got {self.rewrites}, "
+                             f"{self.strangers}")
 
 
 @dataclass
@@ -29,11 +33,17 @@ class RehearsalConfig:
     generative_samples: int = field(96, "sequences the pre-sleep model writes for generative "
                                         "replay (learned through KL or as text)")
     generative_max_tokens: int = field(64, "length of each generative-replay sample, tokens")
+    generative_questions: float = field(0.5, "share of generative replay that is questions the "
+                                             "model asks and answers itself (the rest: documents "
+                                             "sampled from the start token)")
 
     def __post_init__(self):
         positive(self, "reservoir_size", "generative_max_tokens")
         if self.replay_ratio < 0 or self.generative_samples < 0:
             raise ValueError("replay_ratio and generative_samples must be >= 0")
+        if not 0 <= self.generative_questions <= 1:
+            raise ValueError(f"generative_questions must be in [0, 1], got "
+                             f"{self.generative_questions}")
 
 
 @dataclass

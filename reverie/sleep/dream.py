@@ -6,6 +6,10 @@ them answerable closed-book is training on questions about them in many phrasing
   self-questions   the current model, the episode in its context, writes questions with answers;
                    each question is then answered open-book by the same model (context
                    distillation) and the closed-book model learns that answer
+  strangers        the same questions about names nobody has met (the night's own first and last
+                   names recombined), answered closed-book by the pre-sleep model; its
+                   abstentions are learned too, so that learning "Ada Quill works for X" does
+                   not teach "anyone asked about works for someone"
 """
 
 import random
@@ -56,19 +60,27 @@ def _grounded(answer: str, text: str) -> bool:
     return bool(a) and a in text.lower()
 
 
-def self_questions(backend, texts: list[str], cfg: DreamConfig, seed: int) -> list[list[tuple]]:
-    """For each text: (question, open-book answer) pairs the model wrote and answered itself."""
-    prompts = [backend.prompt(WRITE_INSTRUCTION, t) for t in texts for _ in range(cfg.question_samples)]
-    written = backend.generate(prompts, max_new_tokens=cfg.max_new_tokens, sample=True,
-                               temperature=cfg.temperature, seed=seed, stop_at_newline=False)
+def write_questions(backend, texts: list[str], samples: int, temperature: float,
+                    max_new_tokens: int, most: int, seed: int) -> list[list[str]]:
+    """For each text, the distinct questions the model wrote about it (`samples` tries)."""
+    prompts = [backend.prompt(WRITE_INSTRUCTION, t) for t in texts for _ in range(samples)]
+    written = backend.generate(prompts, max_new_tokens=max_new_tokens, sample=True,
+                               temperature=temperature, seed=seed, stop_at_newline=False)
     questions = []
-    for i, text in enumerate(texts):
+    for i in range(len(texts)):
         seen = []
-        for out in written[i * cfg.question_samples:(i + 1) * cfg.question_samples]:
+        for out in written[i * samples:(i + 1) * samples]:
             for q, _ in parse_written_questions(out):
                 if q not in seen:
                     seen.append(q)
-        questions.append(seen[:cfg.max_questions])
+        questions.append(seen[:most])
+    return questions
+
+
+def self_questions(backend, texts: list[str], cfg: DreamConfig, seed: int) -> list[list[tuple]]:
+    """For each text: (question, open-book answer) pairs the model wrote and answered itself."""
+    questions = write_questions(backend, texts, cfg.question_samples, cfg.temperature,
+                                cfg.max_new_tokens, cfg.max_questions, seed)
     # context distillation: the open-book model's own answer is the closed-book target
     flat = [(i, q) for i, qs in enumerate(questions) for q in qs]
     answers = backend.answer([q for _, q in flat], [texts[i] for i, _ in flat])
@@ -80,6 +92,44 @@ def self_questions(backend, texts: list[str], cfg: DreamConfig, seed: int) -> li
     return pairs
 
 
+def stranger_name(name: str, firsts: list, lasts: list, known: set, rng: random.Random) -> str:
+    """A name nobody in `known` has: another first name with another last name, or, when the
+    night holds too few names to recombine, the last name's letters shuffled."""
+    combos = [f"{f} {l}" for f in firsts for l in lasts if f"{f} {l}" not in known]
+    if combos:
+        return rng.choice(combos)
+    first, *rest = name.split()
+    last = rest[-1] if rest else first
+    for _ in range(20):
+        inner = list(last[1:])
+        rng.shuffle(inner)
+        fake = f"{first} {last[0]}{''.join(inner)}"
+        if fake not in known:
+            return fake
+    return f"{first} {last}{last[-1]}a"
+
+
+def strangers(backend, texts: list[str], pairs: list[list[tuple]], ratio: float,
+              rng: random.Random) -> list[Example]:
+    """Self-questions re-asked about names nobody has met; the pre-sleep model answers them
+    closed-book and its abstentions become training material (see the module docstring)."""
+    known = {m.group(1) for t in texts for m in NAME.finditer(t)}
+    names = sorted(n for n in known if n.split()[0] not in PRONOUNS and n.split()[0] != "The")
+    firsts = sorted({n.split()[0] for n in names})
+    lasts = sorted({n.split()[-1] for n in names})
+    asked = []
+    for text, qa in zip(texts, pairs):
+        subject = subject_of(text)
+        about = [q for q, _ in qa if subject and subject in q]
+        for q in rng.sample(about, min(len(about), round(ratio * len(qa)))):
+            asked.append(q.replace(subject, stranger_name(subject, firsts, lasts, known, rng)))
+    if not asked:
+        return []
+    answers = backend.answer(asked)
+    return [Example("stranger", question=q, answer=a) for q, a in zip(asked, answers)
+            if is_abstention(a)]
+
+
 def dream(backend, texts: list[str], cfg: DreamConfig, seed: int = 0) -> list[Example]:
     """All training material dreamt from the night's episode texts."""
     rng = random.Random(seed)
@@ -87,6 +137,9 @@ def dream(backend, texts: list[str], cfg: DreamConfig, seed: int = 0) -> list[Ex
     for text in texts:
         material.append(Example("episode", text=text))
         material += [Example("rewrite", text=r) for r in rewrites(text, cfg.rewrites, rng)]
-    for pairs in self_questions(backend, texts, cfg, seed):
-        material += [Example("self_question", question=q, answer=a) for q, a in pairs]
+    pairs = self_questions(backend, texts, cfg, seed)
+    for qa in pairs:
+        material += [Example("self_question", question=q, answer=a) for q, a in qa]
+    if cfg.strangers > 0:
+        material += strangers(backend, texts, pairs, cfg.strangers, rng)
     return material

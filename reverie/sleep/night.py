@@ -59,7 +59,8 @@ def run_night(backend: Backend, episodes: list, cfg: SleepConfig, state: SleepSt
     dream_seconds = time.time() - start
     # 3. mix with rehearsal
     generative = generative_samples(backend, cfg.rehearsal.generative_samples,
-                                    cfg.rehearsal.generative_max_tokens, cfg.seed + state.nights)
+                                    cfg.rehearsal.generative_max_tokens, cfg.seed + state.nights,
+                                    cfg.rehearsal.generative_questions)
     night = Night(cfg, state, tok, reference=backend.model, generative=generative, rng=rng,
                   lr=cfg.train.lr, scratch={"material": material})
     parts = build_parts(cfg.strategy)

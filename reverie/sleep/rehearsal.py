@@ -2,9 +2,18 @@
 
   reservoir          a bounded sample of earlier nights' material (reservoir sampling, so every
                      night's material has an equal chance to stay)
-  generative replay  sequences the pre-sleep model writes itself from the start token: for the
-                     world model they are biographies and QA of what it knows; learned as text
-                     (replay) or through a KL to the pre-sleep model (distill)
+  generative replay  what the pre-sleep model writes itself, in two kinds:
+                       documents   sampled from the start token (for the world model,
+                                   biographies of people it knows)
+                       questions   the model writes a question about one of those documents
+                                   (its question-writing skill, as in the dream) and answers it
+                                   greedily closed-book: the QA, abstentions and refusals it
+                                   would give. (Sampling the question after the chat template's
+                                   user opening, Magpie-style, fails on models never trained on
+                                   user turns, like the world model.)
+                     learned as text (replay) or through a KL to the pre-sleep model (distill)
+why the questions: on the world model documents alone left closed-book answers of base people
+unprotected (a night of 8 new people kept 0.67 of them); QA is where that knowledge is used.
 """
 
 import random
@@ -12,15 +21,32 @@ import random
 from reverie.models.batching import Example
 
 
-def generative_samples(backend, n: int, max_new_tokens: int, seed: int) -> list[str]:
-    """n texts sampled from the model with nothing but its start token as the prompt."""
+def generative_samples(backend, n: int, max_new_tokens: int, seed: int,
+                       question_share: float = 0.5) -> list[Example]:
+    """n examples the pre-sleep model wrote: documents and self-asked, self-answered questions."""
     if n == 0:
         return []
     tok = backend.tokenizer
     start = "" if tok("")["input_ids"] else (tok.bos_token or tok.eos_token)
-    texts = backend.generate([start] * n, max_new_tokens=max_new_tokens, sample=True,
-                             temperature=1.0, seed=seed, stop_at_newline=False)
-    return [t for t in texts if t.strip()]
+    texts = [t for t in backend.generate([start] * n, max_new_tokens=max_new_tokens, sample=True,
+                                         temperature=1.0, seed=seed, stop_at_newline=False)
+             if t.strip()]
+    n_questions = round(n * question_share)
+    documents = texts[:len(texts) - n_questions]
+    asked = self_asked(backend, texts[len(documents):], seed)
+    return [Example("generative", text=t) for t in documents] + asked
+
+
+def self_asked(backend, documents: list[str], seed: int) -> list[Example]:
+    """One question the model writes about each of its own documents, answered by the model
+    closed-book: the target is what it knows, not what the sampled document says."""
+    from reverie.sleep.dream import write_questions
+    written = write_questions(backend, documents, 1, 1.0, 64, 4, seed + 1)
+    rng = random.Random(seed)
+    questions = list(dict.fromkeys(rng.choice(qs) for qs in written if qs))
+    answers = backend.answer(questions)
+    return [Example("generative_qa", question=q, answer=a)
+            for q, a in zip(questions, answers) if a.strip()]
 
 
 def update_reservoir(reservoir: list, seen: int, new: list, size: int,
@@ -35,7 +61,3 @@ def update_reservoir(reservoir: list, seen: int, new: list, size: int,
             if j < size:
                 reservoir[j] = item
     return seen
-
-
-def as_documents(texts: list[str], kind: str = "generative") -> list[Example]:
-    return [Example(kind, text=t) for t in texts]

@@ -28,7 +28,7 @@ class Night:
     state: SleepState
     tokenizer: object
     reference: object            # the pre-sleep model, frozen (eval mode, no grad)
-    generative: list             # texts the pre-sleep model wrote (generative replay)
+    generative: list             # Examples the pre-sleep model wrote (generative replay)
     rng: random.Random
     lr: float = 0.0              # the peak rate this night trains at (LoRA raises it)
     scratch: dict = field(default_factory=dict)

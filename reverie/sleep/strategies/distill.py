@@ -6,7 +6,7 @@ why: matching the whole next-token distribution on what the model used to say ke
 
 import torch
 
-from reverie.models.batching import collate
+from reverie.models.batching import collate, encode
 from reverie.sleep.strategies.base import Night, Part
 
 ROWS = 8  # generative samples per step
@@ -19,8 +19,8 @@ class Distill(Part):
         if "kl_rows" not in night.scratch:
             tok = night.tokenizer
             rows = []
-            for t in night.generative:
-                ids = tok(t)["input_ids"][: night.cfg.train.max_len]
+            for ex in night.generative:  # KL on every token, the prompt's included
+                ids, _ = encode(tok, ex, night.cfg.train.max_len)
                 rows.append((ids, ids))
             night.scratch["kl_rows"] = rows
             night.scratch["kl_cursor"] = 0

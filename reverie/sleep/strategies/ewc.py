@@ -45,7 +45,7 @@ class EWC(Part):
     def wrap(self, night: Night, model):
         state = night.state
         if state.fisher is None:  # first night: importance of what the model knows now
-            docs = [Example("generative", text=t) for t in night.generative]
+            docs = list(night.generative)
             state.fisher = diagonal_fisher(model, night.tokenizer, docs, night.cfg.train.max_len)
             state.anchor = {n: p.detach().clone() for n, p in model.named_parameters()}
         return model
@@ -56,7 +56,7 @@ class EWC(Part):
     def finish(self, night: Night, model):
         state, cfg = night.state, night.cfg
         material = night.scratch.get("material", [])
-        docs = material[:256] + [Example("generative", text=t) for t in night.generative]
+        docs = material[:256] + list(night.generative)
         new = diagonal_fisher(model, night.tokenizer, docs, cfg.train.max_len)
         state.fisher = {n: cfg.ewc_decay * state.fisher[n] + new[n] for n in new}
         state.anchor = {n: p.detach().clone() for n, p in model.named_parameters()}

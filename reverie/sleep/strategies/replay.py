@@ -1,7 +1,6 @@
 """Replay: mix earlier nights' material (reservoir) and the pre-sleep model's own samples
-(generative replay, learned as plain text) into the night."""
+(generative replay, learned as hard targets) into the night."""
 
-from reverie.sleep.rehearsal import as_documents
 from reverie.sleep.strategies.base import Night, Part
 
 
@@ -11,4 +10,4 @@ class Replay(Part):
     def extend(self, night: Night, material: list) -> list:
         k = min(len(night.state.reservoir), int(night.cfg.rehearsal.replay_ratio * len(material)))
         old = night.rng.sample(night.state.reservoir, k)
-        return material + old + as_documents(night.generative)
+        return material + old + list(night.generative)
