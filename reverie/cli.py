@@ -16,7 +16,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # why: no code path may reach a hu
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 COMMAND_MODULES = ("reverie.world.cli", "reverie.demo", "reverie.memory.cli", "reverie.bench.cli",
-                   "reverie.sleep.cli", "reverie.serve.cli")
+                   "reverie.sleep.cli", "reverie.serve.cli", "reverie.gate.cli")
 
 
 class _Parser(argparse.ArgumentParser):

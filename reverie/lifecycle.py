@@ -1,44 +1,68 @@
 """The facade that users, the server and the benchmarks all call: ingest, recall, answer, sleep,
-forget. What the benchmarks measure is what users run.
+forget, activate. What the benchmarks measure is what users run.
 
-A Reverie holds one data directory: the hippocampus (memory.sqlite), the models nights produced
-(snapshots/<id>/, each a plain HF folder plus manifest.json) and `active`, the id of the one that
-serves. A night (`sleep`) consolidates the highest-priority new episodes into a candidate model;
-until the gate lands (issue 5) the candidate is accepted when the night completes without error:
-it is written to snapshots/ (temporary folder, then rename), `active` moves to it (atomic
-replace), the serving model is swapped, the episodes are marked consolidated, and pruning runs.
+A Reverie holds one data directory: the hippocampus (memory.sqlite), the snapshots nights
+produced (snapshots/<id>/, reverie.snapshots), `active` (the id of the one that serves), the
+gate's log and retention sample (reverie.gate). A night (`sleep`) reads top to bottom:
+
+  select -> gate.prepare (active model) -> run_night (select, dream, mix, train, merge)
+  -> gate.judge (candidate) -> [retry once, conservatively] -> log
+  -> accept: commit the snapshot (with the night's SleepState), move `active`, swap,
+             mark the episodes consolidated, add the night's questions to retention, prune
+  -> reject: discard the candidate; the episodes stay new in the hippocampus.
+
+Crash safety: marking comes after `active` moves, so no episode is ever marked consolidated
+without its committed snapshot; on open, `_reconcile` rolls forward (episodes the active lineage
+consolidated but a kill left unmarked) and back (episodes marked by snapshots outside the active
+lineage, after a rollback, are new again). A deletion writes a journal first and is resumed on
+open if a kill interrupted it.
 """
 
+import copy
+import dataclasses
+import json
 import time
 from pathlib import Path
 
 from reverie import snapshots
+from reverie.gate import deletion
+from reverie.gate.config import GateConfig
+from reverie.gate.gate import Gate
 from reverie.memory.config import MemoryConfig
 from reverie.memory.memory import Memory
 from reverie.memory.salience import surprise_scorer
-from reverie.models.backend import Backend
+from reverie.models.backend import Backend, resolve
 from reverie.sleep.config import SleepConfig
-from reverie.sleep.night import run_night
-from reverie.sleep.strategies.base import SleepState
-
+from reverie.sleep.night import run_night, select
 
 class Reverie:
     def __init__(self, data_dir, model: "str | Backend" = "world", sleep: SleepConfig | None = None,
                  memory: MemoryConfig | None = None, namespace: str = "default", embedder=None,
-                 now=time.time, progress=None):
+                 now=time.time, progress=None, gate: GateConfig | None = None):
         self.data_dir = Path(data_dir)
         self.namespace = namespace
         self.sleep_cfg = sleep or SleepConfig()
-        active = snapshots.active_dir(self.data_dir)
-        if active is not None:
-            model = str(active)
-        self.backend = model if isinstance(model, Backend) else Backend.load(model, progress=progress)
+        if self.data_dir.is_dir():
+            snapshots.recover(self.data_dir)
+        self._base = model if isinstance(model, Backend) else None
+        self.base = str(model.path) if isinstance(model, Backend) else str(resolve(model))
+        self.active = snapshots.active_id(self.data_dir)
+        if self.active is not None:
+            self.backend = snapshots.load(self.data_dir, self.active)
+        else:
+            self.backend = self._base or Backend.load(model, progress=progress)
+            self._base = self.backend
+        self.state = snapshots.load_state(snapshots.active_dir(self.data_dir))
         tok = self.backend.tokenizer
         self.memory = Memory(self.data_dir, memory, embedder=embedder,
                              scorer=surprise_scorer(self.backend), now=now,
                              count_tokens=lambda t: len(tok(t, add_special_tokens=False)["input_ids"]))
-        self.state = SleepState()
+        self.gate = Gate(self.data_dir, gate or GateConfig())
         self.nights: list[dict] = []
+        self.recovered = self._reconcile()
+        journal = self.data_dir / deletion.JOURNAL
+        if journal.is_file():            # a deletion a kill interrupted: finish it
+            self.recovered["forget_resumed"] = self.forget(json.loads(journal.read_text()))
 
     # ------------------------------------------------------------ day
     def ingest(self, records, source: str = "") -> list:
@@ -54,30 +78,136 @@ class Reverie:
 
     # ------------------------------------------------------------ night
     def sleep(self, progress=None) -> dict:
-        """One night: select -> dream -> mix -> train -> merge (reverie.sleep), accept, swap,
-        mark consolidated, prune. Returns the night's report."""
+        """One night behind the gate. The report has run_night's figures plus `accepted`,
+        `snapshot` (the new id, or None) and `gate` (decision, reasons, probe figures)."""
         if not self.memory.store.has_namespace(self.namespace):
-            report = {"skipped": "no episode to consolidate"}
-            self.nights.append(report)
-            return report
-        episodes = self.memory.select_for_sleep(self.namespace, limit=self.sleep_cfg.budget_episodes)
-        for e in episodes:  # why: consolidate what is still true, not sentences since replaced
+            return self._skipped()
+        cfg, tok = self.sleep_cfg, self.backend.tokenizer
+        pool = self.memory.select_for_sleep(self.namespace, limit=cfg.budget_episodes)
+        for e in pool:  # why: consolidate what is still true, not sentences since replaced
             e.text = self.memory.current_text(e)
-        result = run_night(self.backend, episodes, self.sleep_cfg, self.state, progress)
-        if result.episodes:
-            snapshot = snapshots.commit(self.data_dir, result.candidate, {
-                "strategy": self.sleep_cfg.strategy, "episodes": result.episodes,
-                "report": result.report})
-            self.backend = result.candidate            # the swap: accept-if-no-error for now
-            self.memory.scorer = surprise_scorer(self.backend)
-            self.memory.mark_consolidated(result.episodes, snapshot, self.namespace)
-            result.report["snapshot"] = snapshot
-            result.report["pruned"] = self.memory.prune(self.namespace)
-        self.nights.append(result.report)
-        return result.report
+        chosen = select(pool, cfg, lambda t: len(tok(t)["input_ids"]))
+        if not chosen:
+            return self._skipped()
+        lineage_ids = {m["id"] for m in snapshots.lineage(self.data_dir, self.active)}
+        suite = (self.gate.prepare(self.backend, self.active or "base",
+                                   [(e.id, e.text) for e in chosen], lineage_ids)
+                 if self.gate.cfg.enabled else None)
+        state = copy.deepcopy(self.state)  # why: a rejected night must leave the state as it was
+        result = run_night(self.backend, chosen, cfg, state, progress)
+        verdict = self._judge(suite, result.candidate)
+        if verdict["decision"] == "reject" and self.gate.cfg.retry:
+            cfg = _conservative(cfg, self.gate.cfg)
+            state = copy.deepcopy(self.state)
+            result = run_night(self.backend, chosen, cfg, state, progress)
+            verdict = dict(self._judge(suite, result.candidate), retried=True)
+        report = dict(result.report, accepted=verdict["decision"] == "accept", snapshot=None,
+                      gate={k: v for k, v in verdict.items() if k != "acquired"})
+        self.gate.log({"at": time.time(), "active": self.active, "episodes": result.episodes,
+                       **report["gate"]})
+        if report["accepted"]:
+            night = {"episodes": [{"id": e.id, "text": e.text, "priority": e.priority}
+                                  for e in chosen if e.id in set(result.episodes)],
+                     "sleep": dataclasses.asdict(cfg), "seed": cfg.seed,
+                     "state_nights": self.state.nights}
+            sid = snapshots.commit(self.data_dir, result.candidate, {
+                "parent": self.active, "strategy": cfg.strategy, "namespace": self.namespace,
+                "base": self.base, "episodes": result.episodes, "night": night,
+                "gate": report["gate"], "metrics": _numbers(result.report)}, state=state)
+            self._swap(sid, result.candidate, state)
+            snapshots.crash_point("active-moved")
+            self.memory.mark_consolidated(result.episodes, sid, self.namespace)
+            snapshots.crash_point("marked")
+            if suite is not None:
+                self.gate.remember(suite, verdict, sid)
+            report["snapshot"] = sid
+            report["pruned"] = self.memory.prune(self.namespace)
+        self.nights.append(report)
+        return report
 
+    def _skipped(self) -> dict:
+        report = {"skipped": "no episode to consolidate", "accepted": False, "snapshot": None,
+                  "gate": None}
+        self.nights.append(report)
+        return report
+
+    def _judge(self, suite, candidate) -> dict:
+        if suite is None:
+            return {"decision": "accept", "reasons": ["gate disabled"]}
+        return self.gate.judge(suite, candidate)
+
+    def _swap(self, sid: str | None, backend: Backend, state) -> None:
+        self.active, self.backend, self.state = sid, backend, state
+        self.memory.scorer = surprise_scorer(backend)
+
+    # ------------------------------------------------------------ snapshots
+    def activate(self, snapshot_id: str) -> dict:
+        """Rollback (or forward): serve `snapshot_id`; episodes only snapshots outside its
+        lineage consolidated become new again."""
+        snapshots.set_active(self.data_dir, snapshot_id)
+        self.reload()
+        return {"active": snapshot_id, **self._reconcile()}
+
+    def reload(self) -> bool:
+        """Re-read `active` (another process may have run a night) and serve it if it changed."""
+        sid = snapshots.active_id(self.data_dir)
+        if sid == self.active:
+            return False
+        backend = snapshots.load(self.data_dir, sid) if sid else self._base_backend()
+        self._swap(sid, backend, snapshots.load_state(snapshots.active_dir(self.data_dir)))
+        self.memory.index = None   # why: the other process changed which episodes are recallable
+        return True
+
+    def _base_backend(self) -> Backend:
+        if self._base is None:
+            self._base = Backend.load(self.base)
+        return self._base
+
+    def _reconcile(self) -> dict:
+        """Make episode marks agree with the active lineage (see the module docstring)."""
+        chain = snapshots.lineage(self.data_dir, self.active)
+        owner = {int(e): m["id"] for m in chain for e in m.get("episodes", [])}
+        lineage_ids = {m["id"] for m in chain}
+        store = self.memory.store
+        forward = back = 0
+        with store.transaction():
+            for ns in store.namespaces():
+                unmarked = store.get(ns, store.select_ids(ns, "status = 'new'"))
+                for e in unmarked:
+                    if e.id in owner and not e.private:
+                        store.update(ns, e.id, status="consolidated", snapshot=owner[e.id])
+                        forward += 1
+                marked = store.get(ns, store.select_ids(
+                    ns, "status IN ('consolidated', 'released')"))
+                for e in marked:
+                    if e.snapshot not in lineage_ids:
+                        store.update(ns, e.id, status="new", snapshot=None, reservoir=0)
+                        back += 1
+        if back:
+            self.memory.index = None
+        if forward and store.has_namespace(self.namespace):
+            self.memory.prune(self.namespace)
+        return {"rolled_forward": forward, "reopened": back}
+
+    # ------------------------------------------------------------ deletion
     def forget(self, episode_id) -> dict:
-        return self.memory.forget(episode_id, self.namespace)
+        """Forget episodes (an id or a list) from the hippocampus and, where a snapshot
+        consolidated them, from the weights: rebuild from the snapshot before the first night
+        that consolidated one, replaying the later nights without them (path "exact"); then
+        probe that the model no longer answers them closed-book."""
+        return deletion.forget(self, episode_id)
 
     def close(self):
         self.memory.close()
+
+
+def _conservative(cfg: SleepConfig, gate: GateConfig) -> SleepConfig:
+    cfg = copy.deepcopy(cfg)
+    cfg.train.lr *= gate.retry_lr_factor
+    cfg.lora_lr *= gate.retry_lr_factor
+    cfg.rehearsal.replay_ratio = max(cfg.rehearsal.replay_ratio, gate.retry_replay_ratio)
+    return cfg
+
+
+def _numbers(report: dict) -> dict:
+    return {k: v for k, v in report.items() if isinstance(v, (int, float, str, dict))}

@@ -6,9 +6,12 @@ import sys
 
 import pytest
 
+from reverie import snapshots
+from reverie.gate.config import GateConfig
 from reverie.lifecycle import Reverie
 from reverie.sleep.config import DreamConfig, RehearsalConfig, SleepConfig, TrainConfig
 
+NO_GATE = GateConfig(enabled=False)
 DAY = ["Ada Quill was born in Oslo. She works for Acme Robotics. Her office is in Rome.",
        "The coffee machine on the third floor is broken again."]
 
@@ -20,20 +23,25 @@ def small_night(strategy="cls"):
 
 
 def test_a_night_commits_a_snapshot_that_serves_and_reloads(tmp_path, world_backend):
-    r = Reverie(tmp_path, model=world_backend, sleep=small_night())
+    r = Reverie(tmp_path, model=world_backend, sleep=small_night(), gate=NO_GATE)
     ids = [x.id for x in r.ingest(DAY)]
     report = r.sleep()
-    assert report["episodes"] >= 1 and report["train_tokens"] > 0
+    assert report["episodes"] >= 1 and report["train_tokens"] > 0 and report["accepted"]
     sid = (tmp_path / "active").read_text()
+    assert report["snapshot"] == sid
     manifest = json.loads((tmp_path / "snapshots" / sid / "manifest.json").read_text())
     assert manifest["id"] == sid and manifest["parent"] is None and manifest["strategy"] == "cls"
     assert set(manifest["episodes"]) <= set(ids)
+    assert [e["id"] for e in manifest["night"]["episodes"]] == manifest["episodes"]
+    assert manifest["night"]["sleep"]["train"]["epochs"] == 1.0
+    assert (tmp_path / "snapshots" / sid / "sleep_state.json").is_file()
     statuses = {e.id: e.status for e in r.memory.store.get("default", ids)}
     assert any(s in ("consolidated", "released") for s in statuses.values())
     r.close()
     # a new Reverie over the same directory serves the committed snapshot
     again = Reverie(tmp_path, model="world")
     assert str(again.backend.path).endswith(sid)
+    assert again.state.nights == 1 and len(again.state.reservoir) == len(r.state.reservoir)
     again.close()
 
 
@@ -55,6 +63,33 @@ def test_sleep_cli_reports_the_night(tmp_path):
             "--set", "rehearsal.generative_samples=8", "--set", "train.epochs=1")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
-    assert out["strategy"] == "cls" and out["episodes"] >= 1 and out["snapshot"].startswith("night-")
+    assert out["strategy"] == "cls" and out["episodes"] >= 1
+    assert out["snapshot"] is None or len(out["snapshot"]) == 16   # the gate decides
     r = run("sleep", "--data", str(tmp_path / "d"), "--strategy", "magic")
     assert r.returncode == 2 and "strategy must be one of" in r.stderr
+
+
+def test_reopening_rolls_forward_marks_a_kill_left_undone_and_rollback_reopens(tmp_path,
+                                                                              world_backend):
+    """A kill between moving `active` and marking the episodes: the next open marks them. A
+    rollback to before a night makes that night's episodes new again; reload follows `active`."""
+    r = Reverie(tmp_path, model=world_backend, sleep=small_night(), gate=NO_GATE)
+    ids = [x.id for x in r.ingest(DAY)]
+    sid = snapshots.commit(tmp_path, world_backend, {"episodes": ids, "namespace": "default"})
+    assert [e.status for e in r.memory.store.get("default", ids)] == ["new", "new"]
+    r.close()
+    r = Reverie(tmp_path, model=world_backend, sleep=small_night(), gate=NO_GATE)
+    assert r.recovered == {"rolled_forward": 2, "reopened": 0} and r.active == sid
+    kept = r.memory.store.get("default", ids)
+    assert all(e.status in ("consolidated", "released") and e.snapshot == sid for e in kept)
+    # a later night in another process: reload picks it up
+    other = Reverie(tmp_path, model=world_backend, sleep=small_night(), gate=NO_GATE)
+    other.ingest(["Dora Flint studied law at Clearwater College."])
+    night = other.sleep()
+    other.close()
+    assert r.reload() is True and r.active == night["snapshot"] and r.reload() is False
+    # rollback to the first snapshot: the later night's episode is new again
+    out = r.activate(sid)
+    assert out["active"] == sid and out["reopened"] == 1 and snapshots.active_id(tmp_path) == sid
+    assert [e.status for e in r.memory.select_for_sleep("default")] == ["new"]
+    r.close()

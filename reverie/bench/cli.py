@@ -50,6 +50,9 @@ def register(sub):
     p.add_argument("--model", default=None, help="override the preset's model")
     p.set_defaults(func=_lifelong)
 
+    from reverie.gate.cli import register_bench
+    register_bench(bsub)
+
 
 def _lifelong(args):
     from reverie.bench.lifelong import run_lifelong

@@ -1,0 +1,166 @@
+"""`reverie snapshots list|show ID|activate ID|diff A B|gc`, `reverie forget ID...` and
+`reverie bench gate`: parse, call one library function, format."""
+
+import json
+from pathlib import Path
+
+from reverie.errors import ReverieError
+
+
+def _print(obj):
+    print(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
+
+
+def _figures(m: dict) -> dict:
+    gate = m.get("gate") or {}
+    return gate.get("candidate") or {}
+
+
+def _list(args):
+    from reverie import snapshots
+    active = snapshots.active_id(args.data)
+    rows = snapshots.list_snapshots(args.data)
+    if not rows:
+        print(f"no snapshots in {args.data!r} yet (a night that passes the gate makes one)")
+        return
+    print(f"{'':2}{'id':<18}{'parent':<18}{'strategy':<10}{'episodes':>9}  created")
+    for m in rows:
+        mark = "* " if m["id"] == active else "  "
+        print(f"{mark}{m['id']:<18}{str(m.get('parent')):<18}{m.get('strategy', ''):<10}"
+              f"{len(m.get('episodes', [])):>9}  {_when(m['created_at'])}")
+
+
+def _when(t: float) -> str:
+    import time
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t))
+
+
+def _show(args):
+    from reverie import snapshots
+    m = snapshots.read_manifest(args.data, args.id)
+    night = m.get("night") or {}
+    if not args.texts:   # why: episode texts can be private; shown only on request
+        m = dict(m, night=dict(night, episodes=[e["id"] for e in night.get("episodes", [])]))
+    _print(m)
+
+
+def _activate(args):
+    from reverie.lifecycle import Reverie
+    r = Reverie(args.data, model=args.model)
+    try:
+        _print(r.activate(args.id))
+    finally:
+        r.close()
+
+
+def diff(data_dir, a: str, b: str) -> dict:
+    """Two snapshots side by side: their probe figures and the episodes only one holds."""
+    from reverie import snapshots
+    ma, mb = snapshots.read_manifest(data_dir, a), snapshots.read_manifest(data_dir, b)
+    ea = {int(e) for m in snapshots.lineage(data_dir, a) for e in m.get("episodes", [])}
+    eb = {int(e) for m in snapshots.lineage(data_dir, b) for e in m.get("episodes", [])}
+    fa, fb = _figures(ma), _figures(mb)
+    return {"a": a, "b": b,
+            "figures": {k: [fa.get(k), fb.get(k)] for k in sorted(set(fa) | set(fb))},
+            "episodes_only_in_a": sorted(ea - eb), "episodes_only_in_b": sorted(eb - ea),
+            "lineage": {"a": [m["id"] for m in snapshots.lineage(data_dir, a)],
+                        "b": [m["id"] for m in snapshots.lineage(data_dir, b)]}}
+
+
+def _diff(args):
+    out = diff(args.data, args.a, args.b)
+    print(f"{'probe':<14}{args.a:>18}{args.b:>18}")
+    for k, (x, y) in out["figures"].items():
+        print(f"{k:<14}{str(x):>18}{str(y):>18}")
+    print(f"episodes only in {args.a}: {out['episodes_only_in_a']}")
+    print(f"episodes only in {args.b}: {out['episodes_only_in_b']}")
+
+
+def _gc(args):
+    from reverie import snapshots
+    _print({"removed": snapshots.gc(args.data, keep_recent=args.keep)})
+
+
+def _forget(args):
+    from reverie.lifecycle import Reverie
+    r = Reverie(args.data, model=args.model, namespace=args.namespace)
+    try:
+        _print(r.forget(args.ids))
+    finally:
+        r.close()
+
+
+def _data(p):
+    p.add_argument("--data", default="./reverie-data", help="data directory (default: %(default)s)")
+
+
+def register(sub):
+    snaps = sub.add_parser("snapshots", help="the models nights produced: list, show, activate "
+                                             "(rollback), diff, gc")
+    ssub = snaps.add_subparsers(dest="snapshots_command", metavar="ACTION",
+                                parser_class=type(snaps))
+    ssub.required = True
+    p = ssub.add_parser("list", help="every snapshot, oldest first; * marks the active one")
+    _data(p)
+    p.set_defaults(func=_list)
+    p = ssub.add_parser("show", help="one snapshot's manifest")
+    p.add_argument("id")
+    p.add_argument("--texts", action="store_true", help="include the night's episode texts")
+    _data(p)
+    p.set_defaults(func=_show)
+    p = ssub.add_parser("activate", help="serve this snapshot (rollback); episodes only later "
+                                         "snapshots consolidated become new again")
+    p.add_argument("id")
+    p.add_argument("--model", default="world", help="the base model of the data directory")
+    _data(p)
+    p.set_defaults(func=_activate)
+    p = ssub.add_parser("diff", help="probe figures side by side and the episodes that differ")
+    p.add_argument("a")
+    p.add_argument("b")
+    _data(p)
+    p.set_defaults(func=_diff)
+    p = ssub.add_parser("gc", help="remove snapshots outside the active lineage, keeping the "
+                                   "newest few")
+    p.add_argument("--keep", type=int, default=3, help="off-lineage snapshots kept (default 3)")
+    _data(p)
+    p.set_defaults(func=_gc)
+
+    p = sub.add_parser("forget", help="forget episodes from memory and from the weights "
+                                      "(exact rebuild where the lineage allows); reports the "
+                                      "path and a closed-book probe")
+    p.add_argument("ids", nargs="+", metavar="ID")
+    p.add_argument("--namespace", default="default", help="tenant namespace (default: %(default)s)")
+    p.add_argument("--model", default="world", help="the base model of the data directory")
+    _data(p)
+    p.set_defaults(func=_forget)
+
+
+def register_bench(bsub):
+    p = bsub.add_parser("gate", help="the gate: poisoned and clean nights, SIGKILLs during "
+                                     "nights and commits, deletion from the weights")
+    p.add_argument("--preset", default="full", help="full (acceptance counts, about 40 min) or "
+                                                    "quick (a few of each, minutes)")
+    p.add_argument("--quick", dest="preset", action="store_const", const="quick",
+                   help="same as --preset quick")
+    p.add_argument("--json", required=True, help="where to write the figures")
+    p.add_argument("--seed", type=int, default=0, help="seed of people, nights and kills")
+    p.set_defaults(func=_bench_gate)
+
+
+def _bench_gate(args):
+    from reverie.bench.gate import run_gate_bench, write
+    from reverie.progress import Bar
+    out = Path(args.json)
+    if out.parent and not out.parent.exists():
+        raise ReverieError(f"--json directory {str(out.parent)!r} does not exist")
+    bar = Bar("bench gate")
+    try:
+        figures = run_gate_bench(args.preset, seed=args.seed, progress=bar)
+    finally:
+        bar.close()
+    write(figures, out)
+    keys = ("clean_accepted", "clean_nights", "poison_rejected", "poison_nights", "kill_trials",
+            "kill_failures", "deleted_closed_book_before", "deleted_closed_book",
+            "deleted_abstention", "retention_after_delete", "delete_path", "delete_seconds",
+            "seconds")
+    _print({k: figures.get(k) for k in keys})
