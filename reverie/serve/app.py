@@ -16,23 +16,35 @@ from starlette.concurrency import run_in_threadpool
 
 from reverie.serve import errors
 from reverie.serve.errors import APIError
-from reverie.serve.schemas import (ActivateRequest, ChatRequest, CompletionRequest, EpisodeBatch,
-                                   EpisodeIn, FeedbackRequest, SleepRequest)
+from reverie.serve.schemas import (ActivateRequest, ChatRequest, CompletionRequest, EpisodePost,
+                                   FeedbackRequest, SleepRequest)
 from reverie.serve.service import Prepared, Service
 
 
-def _has_surrogate(value, depth: int = 0) -> bool:
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return True
-        return False
-    if isinstance(value, dict):
-        return any(_has_surrogate(k) or _has_surrogate(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_surrogate(v) for v in value)
-    return False
+MAX_DEPTH = 32     # nesting of a JSON body; OpenAI bodies need 4
+
+
+def _json_problem(value) -> APIError | None:
+    """Walk a parsed body without recursion: too deep, or a lone surrogate (valid JSON, but
+    no UTF-8 text: tokenizers and SQLite would fail on it later)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return APIError(400, f"the body is nested deeper than {MAX_DEPTH} levels",
+                            code="json_invalid")
+        if isinstance(item, dict):
+            stack.extend((k, depth + 1) for k in item)
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return APIError(400, "the body holds invalid Unicode (a lone surrogate); send "
+                                     "UTF-8 text", code="invalid_unicode")
+    return None
 
 
 class Guard:
@@ -109,9 +121,9 @@ class Guard:
             except ValueError as e:     # JSONDecodeError, UnicodeDecodeError, huge integers
                 return APIError(400, f"the body is not valid JSON ({str(e)[:120]})",
                                 code="json_invalid"), b""
-            if _has_surrogate(data):
-                return APIError(400, "the body holds invalid Unicode (a lone surrogate); "
-                                     "send UTF-8 text", code="invalid_unicode"), b""
+            problem = _json_problem(data)
+            if problem:
+                return problem, b""
         return None, body
 
 
@@ -235,10 +247,8 @@ def create_app(service: Service) -> FastAPI:
 
     # ------------------------------------------------------------ memory
     @app.post("/v1/episodes", tags=["memory"], status_code=201)
-    def episodes(payload: EpisodeIn | EpisodeBatch = Body(), who=Depends(principal)):
-        items = payload.episodes if isinstance(payload, EpisodeBatch) else [payload]
-        records = [i.model_dump(exclude_none=True) for i in items]
-        out = service.ingest(who, records)
+    def episodes(payload: EpisodePost, who=Depends(principal)):
+        out = service.ingest(who, payload.records())
         return {"object": "list", "data": [{"id": x.id, "object": "episode", "repeat": x.repeat}
                                            for x in out]}
 

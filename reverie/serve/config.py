@@ -54,7 +54,8 @@ class ServeConfig:
                                "it off")
     store_chat: str = field("statements", "what a chat turn stores as an episode unless the "
                                           "request says otherwise: off, statements (the last "
-                                          "user message unless it is a question) or all")
+                                          "user message when it states a fact about someone "
+                                          "and is no question) or all (the last user message)")
     completions_remembered: int = field(10_000, "completion ids kept for POST /v1/feedback "
                                                 "(oldest forgotten first)")
     # ---------------------------------------------------------------- generation worker

@@ -2,14 +2,19 @@
 
 A night runs in a separate process (multiprocessing spawn) with `night_threads` torch threads, so
 the service keeps answering on the rest of the cores. The child opens the tenant's data directory
-through the facade and runs `Reverie.sleep`: it commits the snapshot, moves `active`, marks the
-episodes consolidated and prunes, all on disk. The parent reads its progress from a queue; when
-the night's snapshot is accepted it loads it and swaps the tenant's Serving in one assignment,
-then drops the memory's dense index so recall re-reads the statuses the child wrote.
+through the facade and runs `Reverie.sleep`: the gate judges, the snapshot is committed, `active`
+moves, episodes are marked consolidated and pruned, all on disk. The parent reads its progress
+from a queue; when the night was accepted it loads the snapshot and swaps the tenant's Serving in
+one assignment, and recall re-reads the statuses the child wrote.
 
-One night runs at a time (the machine's cores are the limit); further requests queue.
+A deletion of a consolidated episode is the same kind of job (`Reverie.forget` in a child: the
+weights are rebuilt without it). Episodes deleted while a night trained on them are forgotten
+from its snapshot before that snapshot serves.
+
+One job runs at a time (the machine's cores are the limit); further ones queue.
 """
 
+import json
 import logging
 import multiprocessing
 import os
@@ -20,11 +25,10 @@ import traceback
 import uuid
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 log = logging.getLogger("reverie.serve")
-STATE_FILE = "serve-sleep-state.pt"     # why: the facade keeps SleepState in memory (for now)
 FINISHED = ("succeeded", "rejected", "skipped", "failed")
+KINDS = ("sleep", "forget")
 
 
 def _jsonable(value):
@@ -40,10 +44,11 @@ def _jsonable(value):
         return str(value)
 
 
-def night_process(tenant_dir: str, namespace: str, model: str, sleep_cfg, memory_cfg,
-                  threads: int, events) -> None:
-    """The child: one night over the tenant's data directory. Reports through `events`:
-    ("progress", {...}), then ("done", report) or ("error", message)."""
+def child(kind: str, tenant_dir: str, namespace: str, model: str, sleep_cfg, memory_cfg,
+          threads: int, episodes: list, events) -> None:
+    """The child process: one night (`Reverie.sleep`) or one deletion that reaches the weights
+    (`Reverie.forget`) over the tenant's data directory, through the facade. Reports through
+    `events`: ("progress", {...}), then ("done", report) or ("error", message)."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -54,9 +59,6 @@ def night_process(tenant_dir: str, namespace: str, model: str, sleep_cfg, memory
     try:
         r = Reverie(tenant_dir, model=model, sleep=sleep_cfg, memory=memory_cfg,
                     namespace=namespace)
-        state_file = Path(tenant_dir) / STATE_FILE
-        if r.state.nights == 0 and state_file.is_file():   # the facade did not restore it
-            r.state = torch.load(state_file, weights_only=False)
         last = [0.0]
 
         def progress(**kw):
@@ -64,11 +66,7 @@ def night_process(tenant_dir: str, namespace: str, model: str, sleep_cfg, memory
                 last[0] = time.monotonic()
                 events.put(("progress", _jsonable(kw)))
 
-        report = r.sleep(progress=progress)
-        if report.get("snapshot"):
-            tmp = state_file.with_suffix(".tmp")
-            torch.save(r.state, tmp)
-            os.replace(tmp, state_file)
+        report = r.sleep(progress=progress) if kind == "sleep" else r.forget(episodes)
         r.close()
         events.put(("done", _jsonable(report)))
     except ReverieError as e:
@@ -82,7 +80,9 @@ def night_process(tenant_dir: str, namespace: str, model: str, sleep_cfg, memory
 class Job:
     id: str
     tenant: str
-    trigger: str                          # request, idle or priority
+    trigger: str                          # request, idle, priority or delete
+    kind: str = "sleep"                   # sleep, or forget (a deletion reaching the weights)
+    episodes: list = field(default_factory=list)   # forget: the episode ids
     status: str = "queued"                # queued, running, then one of FINISHED
     created_at: float = field(default_factory=time.time)
     started_at: float | None = None
@@ -90,21 +90,23 @@ class Job:
     swapped_at: float | None = None
     progress: dict = field(default_factory=dict)
     accepted: bool | None = None
-    snapshot: str | None = None
-    previous: str | None = None          # the snapshot serving when the night started
+    snapshot: str | None = None           # what serves after the job
+    previous: str | None = None           # what served when it started
     gate: dict | None = None
     report: dict | None = None
+    forgot: list = field(default_factory=list)   # episodes deleted while the night trained
     error: str | None = None
     newest_episode: int = 0
 
     def public(self) -> dict:
         out = asdict(self)
-        out["object"] = "sleep.job"
+        out["object"] = "sleep.job" if self.kind == "sleep" else "forget.job"
         return out
 
 
 class Nights:
-    """Night jobs: queued, run one at a time in a child process, swapped in when accepted."""
+    """Jobs that change a tenant's weights: queued, run one at a time in a child process, then
+    the tenant is synced to what `active` names."""
 
     def __init__(self, cfg, tenants, metrics):
         self.cfg, self.tenants, self.metrics = cfg, tenants, metrics
@@ -118,13 +120,21 @@ class Nights:
         self.thread.start()
 
     # ------------------------------------------------------------ API
-    def start(self, tenant: str, trigger: str = "request") -> Job:
-        """Queue a night for `tenant`, or return the one already queued or running."""
+    def start(self, tenant: str, trigger: str = "request", kind: str = "sleep",
+              episodes=()) -> Job:
+        """Queue a job. A night already queued or running for the tenant is returned instead of
+        a second one; a deletion joins a deletion still queued."""
         with self._lock:
             for job in self.jobs.values():
-                if job.tenant == tenant and job.status in ("queued", "running"):
+                if job.tenant != tenant or job.kind != kind:
+                    continue
+                if kind == "sleep" and job.status in ("queued", "running"):
                     return job
-            job = Job(f"sleep_{uuid.uuid4().hex[:16]}", tenant, trigger)
+                if kind == "forget" and job.status == "queued":
+                    job.episodes = sorted(set(job.episodes) | set(episodes))
+                    return job
+            job = Job(f"{kind}_{uuid.uuid4().hex[:16]}", tenant, trigger, kind,
+                      sorted(set(episodes)))
             self.jobs[job.id] = job
             while len(self.jobs) > self.cfg.jobs_remembered:
                 oldest = next(iter(self.jobs.values()))
@@ -163,99 +173,102 @@ class Nights:
             if job is None or job.status != "queued":
                 continue
             try:
-                self._night(job)
-            except Exception as e:        # noqa: BLE001 - a failed night never kills the thread
-                log.exception("night %s failed", job.id)
+                self._job(job)
+            except Exception as e:        # noqa: BLE001 - a failed job never kills the thread
+                log.exception("job %s failed", job.id)
                 job.status, job.error = "failed", f"{e.__class__.__name__}: {e}"
             job.finished_at = job.finished_at or time.time()
-            self.metrics.inc("reverie_nights_total", tenant=job.tenant, outcome=job.status)
+            if job.kind == "sleep":
+                self.metrics.inc("reverie_nights_total", tenant=job.tenant, outcome=job.status)
 
-    def _night(self, job: Job):
+    def _job(self, job: Job):
         tenant = self.tenants.get(job.tenant)
         _, _, job.newest_episode = tenant.unconsolidated()
         job.previous = tenant.serving.snapshot
         tenant.forgotten_during_night = set()
         job.status, job.started_at = "running", time.time()
+        kind, report = self._child(job, tenant, job.kind, job.episodes)
+        if job.kind == "sleep":
+            self.last_night[job.tenant] = job.newest_episode
+        if kind == "error":
+            job.status, job.error = "failed", report
+            tenant.refresh_memory()
+            return
+        job.report, job.gate = report, report.get("gate")
+        if job.kind == "forget":
+            self._sync(job, tenant)
+            return
+        if report.get("skipped") and not report.get("snapshot"):
+            job.status, job.accepted = "skipped", False
+            tenant.refresh_memory()
+            return
+        # a facade without a gate reports no verdict: a committed snapshot is an accepted one
+        job.accepted = bool(report.get("accepted", report.get("snapshot") is not None))
+        self.metrics.inc("reverie_gate_decisions_total",
+                         decision="accept" if job.accepted else "reject")
+        if not job.accepted or not report.get("snapshot"):
+            job.status = "rejected"
+            tenant.refresh_memory()
+            return
+        forgot = sorted(tenant.forgotten_during_night &
+                        set(self._episodes_of(tenant, report["snapshot"])))
+        if forgot:
+            # why: the snapshot learned episodes a user deleted while it trained; take them out
+            # of the weights before it serves a single request
+            job.forgot = forgot
+            job.progress = {"message": f"forgetting episodes {forgot} the night trained on"}
+            kind, detail = self._child(job, tenant, "forget", forgot)
+            if kind == "error":
+                job.error = f"forgetting {forgot} after the night failed: {detail}"
+        self._sync(job, tenant)
+
+    def _sync(self, job: Job, tenant):
+        serving = tenant.sync(self.tenants.base)
+        job.snapshot = serving.snapshot
+        job.status = "failed" if job.error else "succeeded"
+        if serving.snapshot != job.previous:
+            job.swapped_at = time.time()
+            self.metrics.inc("reverie_swaps_total", tenant=tenant.name)
+
+    def _child(self, job: Job, tenant, kind: str, episodes: list) -> tuple[str, object]:
+        """Run one child process to its end -> ("done", report) or ("error", message)."""
         ctx = multiprocessing.get_context("spawn")
         events = ctx.Queue()
         self._process = p = ctx.Process(
-            target=night_process, name=f"reverie-night-{job.tenant}", daemon=True,
-            args=(str(tenant.dir), tenant.name, self.cfg.model, self.cfg.sleep, self.cfg.memory,
-                  self.cfg.night_threads, events))
+            target=child, name=f"reverie-{kind}-{job.tenant}", daemon=True,
+            args=(kind, str(tenant.dir), tenant.name, self.cfg.model, self.cfg.sleep,
+                  self.cfg.memory, self.cfg.night_threads, list(episodes), events))
         p.start()
         deadline = time.monotonic() + self.cfg.night_timeout_s
         outcome = None
         while outcome is None:
             try:
-                kind, payload = events.get(timeout=0.5)
+                kind_, payload = events.get(timeout=0.5)
             except queue.Empty:
                 if self._closing.is_set() or time.monotonic() > deadline:
                     p.terminate()
-                    outcome = ("error", "night stopped: " + ("service closing" if
+                    outcome = ("error", "stopped: " + ("service closing" if
                                self._closing.is_set() else f"over night_timeout_s="
                                f"{self.cfg.night_timeout_s:g}"))
                 elif not p.is_alive():
-                    outcome = ("error", f"night process exited with code {p.exitcode}")
+                    outcome = ("error", f"the {kind} process exited with code {p.exitcode}")
                 continue
-            if kind == "progress":
+            if kind_ == "progress":
                 job.progress = payload
             else:
-                outcome = (kind, payload)
+                outcome = (kind_, payload)
         p.join(30)
         self._process = None
-        self.last_night[job.tenant] = job.newest_episode
-        if outcome[0] == "error":
-            job.status, job.error = "failed", outcome[1]
-            tenant.refresh_memory()
-            return
-        self._conclude(job, tenant, outcome[1])
-
-    def _conclude(self, job: Job, tenant, report: dict):
-        job.report, job.gate = report, report.get("gate")
-        job.snapshot = report.get("snapshot")
-        if report.get("skipped") and not job.snapshot:
-            job.status, job.accepted = "skipped", False
-            return
-        # until the gate lands, a committed snapshot without a verdict is an accepted one
-        job.accepted = bool(report.get("accepted", job.snapshot is not None))
-        self.metrics.inc("reverie_gate_decisions_total",
-                         decision="accept" if job.accepted else "reject")
-        if not job.accepted or not job.snapshot:
-            job.status = "rejected"
-            tenant.refresh_memory()
-            return
-        forgotten = tenant.forgotten_during_night & set(self._episodes_of(tenant, job.snapshot))
-        if forgotten:
-            # why: the snapshot learned an episode the user deleted while it trained
-            self._undo(tenant, job, forgotten)
-            return
-        tenant.swap(job.snapshot, self.tenants.base)
-        job.status, job.swapped_at = "succeeded", time.time()
-        self.metrics.inc("reverie_swaps_total", tenant=tenant.name)
+        return outcome
 
     @staticmethod
     def _episodes_of(tenant, snapshot: str) -> list:
-        import json
         try:
             m = json.loads((tenant.dir / "snapshots" / snapshot / "manifest.json").read_text())
         except (OSError, ValueError):
             return []
         eps = m.get("episodes", [])
         return [int(e) for e in eps] if isinstance(eps, list) else []
-
-    def _undo(self, tenant, job: Job, forgotten: set):
-        """Put back the snapshot that served before the night and mark its episodes new."""
-        tenant.point_active(job.previous)
-        with tenant.lock:
-            store = tenant.memory.store
-            with store.transaction():
-                for eid in self._episodes_of(tenant, job.snapshot):
-                    if store.get(tenant.name, [eid]):
-                        store.update(tenant.name, eid, status="new", snapshot=None)
-        tenant.swap(job.previous, self.tenants.base)
-        job.status, job.accepted = "rejected", False
-        job.error = (f"episode(s) {sorted(forgotten)} were forgotten while the night trained "
-                     f"on them; the snapshot {job.snapshot} was discarded")
 
 
 class Scheduler:

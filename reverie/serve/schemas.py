@@ -4,10 +4,19 @@ and infinities are refused. FastAPI turns these models into /openapi.json."""
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 ID = Annotated[int, Field(ge=1, le=2**63 - 1)]
 Text = Annotated[str, Field(max_length=1_000_000)]
+
+
+def _false(value: bool) -> bool:
+    if value:
+        raise ValueError("only false is implemented")
+    return value
+
+
+NotImplementedFlag = Annotated[bool, AfterValidator(_false)]   # why: Literal[False] takes 0
 
 
 class Strict(BaseModel):
@@ -58,17 +67,17 @@ class Sampling(Strict):
 class ChatRequest(Sampling):
     messages: Annotated[list[Message], Field(min_length=1, max_length=256)]
     max_completion_tokens: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
-    logprobs: Literal[False] | None = Field(None, description="only false (not implemented)")
+    logprobs: NotImplementedFlag | None = Field(None, description="only false (not implemented)")
     store: bool | None = Field(None, description="OpenAI's flag; here: store the turn as an "
                                                  "episode (same as reverie.store)")
 
 
 class CompletionRequest(Sampling):
     prompt: Text | Annotated[list[Text], Field(min_length=1, max_length=16)]
-    echo: Literal[False] | None = Field(None, description="only false (not implemented)")
+    echo: NotImplementedFlag | None = Field(None, description="only false (not implemented)")
     logprobs: None = Field(None, description="not implemented")
     suffix: None = Field(None, description="not implemented")
-    best_of: Literal[1] | None = None
+    best_of: Annotated[int, Field(ge=1, le=1)] | None = None
 
 
 class EpisodeIn(Strict):
@@ -81,8 +90,29 @@ class EpisodeIn(Strict):
     created_at: Annotated[float, Field(ge=0, le=1e11)] | None = None
 
 
-class EpisodeBatch(Strict):
-    episodes: Annotated[list[EpisodeIn], Field(min_length=1, max_length=1000)]
+class EpisodePost(Strict):
+    """One episode (its fields at the top level) or a batch ({"episodes": [...]})."""
+    text: Text | None = None
+    source: Annotated[str, Field(max_length=256)] | None = None
+    metadata: dict | None = None
+    private: bool | None = None
+    pinned: bool | None = None
+    feedback: Annotated[float, Field(ge=0, le=1)] | None = None
+    created_at: Annotated[float, Field(ge=0, le=1e11)] | None = None
+    episodes: Annotated[list[EpisodeIn], Field(min_length=1, max_length=1000)] | None = None
+
+    @model_validator(mode="after")
+    def one_form(self):
+        single = self.model_dump(exclude_none=True, exclude={"episodes"})
+        if (self.episodes is None) == (not single) or (self.episodes is None and
+                                                       self.text is None):
+            raise ValueError("pass one episode (text, ...) or a batch (episodes: [...]), not "
+                             "both, not neither")
+        return self
+
+    def records(self) -> list[dict]:
+        items = self.episodes or [self]
+        return [i.model_dump(exclude_none=True, exclude={"episodes"}) for i in items]
 
 
 class FeedbackRequest(Strict):

@@ -13,6 +13,7 @@ import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from reverie.memory.claims import value_char_spans
 from reverie.models.backend import Backend
 from reverie.models.world_model import CHAT_TEMPLATE
 from reverie.serve.engine import ModelWorker, Sequence
@@ -73,6 +74,12 @@ def text_of(message) -> str:
     if isinstance(message.content, str):
         return message.content
     return "".join(p.text for p in message.content)
+
+
+def is_statement(text: str) -> bool:
+    """A turn that states a fact: it claims a value about a named subject (the memory's own
+    claim reader) and is no question. "Tell me Ada's employer." claims nothing."""
+    return not text.rstrip().endswith("?") and bool(value_char_spans(text))
 
 
 def render(serving: Serving, messages: list[tuple[str, str]], context: str) -> str:
@@ -231,8 +238,7 @@ class Service:
         prepared = self._sampling(req, "chat", [render(serving, messages, context)], serving,
                                   recall, tenant)
         prepared.recalled = recalled
-        keep = query.strip() and (mode == "all" or (mode == "statements"
-                                                    and not query.rstrip().endswith("?")))
+        keep = query.strip() and (mode == "all" or (mode == "statements" and is_statement(query)))
         if keep:                                 # every check passed: now it may be written
             prepared.stored = [x.id for x in self.ingest(principal, [{"text": query}], "chat")]
         self._remember(prepared)
@@ -294,15 +300,23 @@ class Service:
             return tenant.memory.recall(q, tenant.name, k)
 
     def forget(self, principal: Principal, episode_id: int) -> dict:
+        """Delete from the hippocampus at once; if a snapshot consolidated the episode, a forget
+        job rebuilds the weights without it (in a child process) and the tenant swaps to them."""
         tenant = self.tenants.get(principal.tenant)
         with tenant.lock:
             store = tenant.memory.store
-            if not store.has_namespace(tenant.name) or not store.get(tenant.name, [episode_id]):
+            found = store.get(tenant.name, [episode_id]) if store.has_namespace(tenant.name) \
+                else []
+            if not found:
                 raise APIError(404, f"no episode {episode_id}", param="episode_id",
                                code="episode_not_found")
-            report = tenant.reverie.forget(episode_id)
+            report = tenant.memory.forget(episode_id, tenant.name)
             if self.nights.busy(tenant.name):
                 tenant.forgotten_during_night.add(int(episode_id))
+        report["weights"] = "untouched"
+        if found[0].snapshot is not None:
+            job = self.nights.start(tenant.name, "delete", "forget", [int(episode_id)])
+            report["weights"], report["job"] = "queued", job.id
         return report
 
     def feedback(self, principal: Principal, req) -> dict:
@@ -356,6 +370,11 @@ class Service:
             raise APIError(409, "a night is queued or running for this tenant; activate after "
                                 "it ends", code="night_running")
         tenant.point_active(target)
-        tenant.swap(target, self.base)
+        serving = tenant.sync(self.base)
+        if target is None and hasattr(tenant.reverie, "_reconcile"):
+            with tenant.lock:       # why: episodes the dropped snapshots consolidated are new
+                tenant.reverie._reconcile()
+                tenant.refresh_memory()
         self.metrics.inc("reverie_swaps_total", tenant=tenant.name)
-        return {"object": "snapshot.activation", "tenant": tenant.name, "active": snapshot}
+        return {"object": "snapshot.activation", "tenant": tenant.name,
+                "active": serving.label}

@@ -123,25 +123,34 @@ class Tenant:
                                                  ["input_ids"])
 
     # ------------------------------------------------------------ swap
-    def swap(self, snapshot: str | None, base: Serving) -> Serving:
-        """Serve `snapshot` (None: the base model) from now on; the memory re-reads what a
-        night process changed. Loading happens before the one-assignment switch."""
-        if snapshot is None:
-            serving = base
-        else:
-            path = self.dir / "snapshots" / snapshot
-            serving = Serving.of(Backend.load(str(path), device=str(base.backend.device)),
-                                 snapshot)
+    def sync(self, base: Serving) -> Serving:
+        """Serve what `active` names now (a night or a deletion in another process moved it):
+        load it, then switch in one assignment; the memory re-reads the statuses that process
+        wrote. Requests that started before keep the Serving they took."""
         with self.lock:
+            r = self.reverie
+            if hasattr(r, "reload"):
+                r.reload()
+                backend, snapshot = r.backend, r.active
+            else:                                     # a facade without reload (before issue 5)
+                snapshot = snapshots.active_id(self.dir)
+                backend = base.backend if snapshot is None else Backend.load(
+                    str(self.dir / "snapshots" / snapshot), device=str(base.backend.device))
+                r.backend = backend
+            if backend is base.backend:
+                serving = base
+            elif backend is self.serving.backend:
+                serving = self.serving
+            else:
+                serving = Serving.of(backend, snapshot)
             self.serving = serving
-            self.reverie.backend = serving.backend
             self._attach_memory(serving.backend)
             self.refresh_memory()
         return serving
 
     def refresh_memory(self):
-        """Drop the dense index so the next recall rebuilds it from SQLite (the night process
-        changed statuses: consolidated, released, evicted)."""
+        """Drop the dense index so the next recall rebuilds it from SQLite (another process
+        changed statuses: consolidated, released, evicted, deleted)."""
         with self.lock:
             self.memory.flush()
             self.memory.index = None
@@ -167,9 +176,11 @@ class Tenant:
 
     def point_active(self, snapshot: str | None):
         """Move the `active` pointer atomically (None: back to the base model). Uses the
-        facade's activate() where it exists (the gate's registry records it)."""
+        facade's activate() where it exists (it also reopens episodes only snapshots outside
+        the new lineage consolidated)."""
         if snapshot is not None and hasattr(self.reverie, "activate"):
-            self.reverie.activate(snapshot)
+            with self.lock:
+                self.reverie.activate(snapshot)
             return
         pointer = self.dir / snapshots.ACTIVE
         if snapshot is None:

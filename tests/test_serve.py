@@ -1,0 +1,265 @@
+"""reverie serve on loopback, driven by the official openai client and raw HTTP: completions,
+recall and storing switches, memory endpoints, tenants and keys, errors, metrics, the decoder."""
+
+import http.client
+import json
+
+import openai
+import pytest
+
+from reverie.serve.config import ServeConfig, load_keys
+from reverie.serve.engine import Sequence, decode, visible_text
+from reverie.serve.server import Running
+from reverie.serve.service import Service
+from reverie.serve.tenants import Serving
+
+KEYS = {"key-alice": "alice", "key-bob": "bob"}
+ADMIN = "key-admin"
+FACT = "Ada Quill was born in Oslo. She works for Acme Robotics. Her office is in Rome."
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, world_backend):
+    cfg = ServeConfig(data=str(tmp_path_factory.mktemp("serve")), max_tokens=32,
+                      default_max_tokens=24, max_body_bytes=20_000)
+    with Running(Service(cfg, KEYS, ADMIN, backend=world_backend)) as running:
+        yield running
+
+
+def client(server, key="key-alice"):
+    return openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0)
+
+
+def raw(server, method, path, body=None, key="key-alice", headers=None):
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+    h = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {}),
+         **(headers or {})}
+    conn.request(method, path, body=data, headers=h)
+    r = conn.getresponse()
+    payload = r.read()
+    conn.close()
+    ctype = r.getheader("content-type", "")
+    return r.status, json.loads(payload) if "json" in ctype else payload.decode()
+
+
+def ask(c, question, **kw):
+    r = c.chat.completions.create(model="world", messages=[{"role": "user", "content": question}],
+                                  **kw)
+    return r.choices[0].message.content, r
+
+
+# ---------------------------------------------------------------- the decoder
+def test_greedy_decoding_matches_backend_generate(world_backend):
+    questions = ["Where was Ada Quill born?", "What does Daphne Nash do for a living?",
+                 "Tell me the passcode of Daphne Nash.", "Hi"]
+    contexts = [FACT, None, None, None]
+    prompts = [world_backend.prompt(q, c) for q, c in zip(questions, contexts)]
+    expected = world_backend.generate(prompts, max_new_tokens=24)
+    serving = Serving.of(world_backend, None)
+    events = []
+    seqs = [Sequence(prompt_ids=serving.encoder(p)["input_ids"], max_tokens=24, index=i,
+                     sink=lambda *e: events.append(e)) for i, p in enumerate(prompts)]
+    decode(serving, seqs)
+    assert [s.sent for s in seqs] == expected
+    assert expected[0] == "Oslo"
+    done = [e for e in events if e[0] == "done"]
+    assert sorted(e[1] for e in done) == [0, 1, 2, 3] and all(e[2] == "stop" for e in done)
+
+
+def test_visible_text_holds_back_a_partial_stop():
+    s = Sequence(prompt_ids=[1], max_tokens=8, sink=None, stop=("END",), stop_at_newline=True)
+    assert visible_text(" Oslo EN", s, final=False) == ("Oslo", False)
+    assert visible_text(" Oslo END and more", s, final=False) == ("Oslo", True)
+    assert visible_text(" Oslo\nQ: next", s, final=False) == ("Oslo", True)
+    assert visible_text(" Oslo EN", s, final=True) == ("Oslo EN", False)
+
+
+# ---------------------------------------------------------------- completions, recall, storing
+def test_chat_teaches_recalls_and_keeps_tenants_apart(server):
+    alice, bob = client(server), client(server, "key-bob")
+    before, _ = ask(alice, "Where was Ada Quill born?")
+    assert before == "I don't know."                       # the frozen model never met her
+    _, taught = ask(alice, FACT)
+    stored = taught.model_extra["reverie"]["stored"]
+    assert len(stored) == 1 and taught.system_fingerprint == "base"
+    answer, r = ask(alice, "Where was Ada Quill born?")
+    assert answer == "Oslo" and r.model_extra["reverie"]["recalled"] == stored
+    assert r.model_extra["reverie"]["stored"] == []        # questions are not stored
+    off, r = ask(alice, "Where was Ada Quill born?", extra_body={"reverie": {"recall": False}})
+    assert off == "I don't know." and r.model_extra["reverie"]["recalled"] == []
+    off, _ = ask(alice, "Where was Ada Quill born?", extra_headers={"X-Reverie-Recall": "off"})
+    assert off == "I don't know."
+    # bob's memory is his own: nothing recalled, nothing found
+    answer, r = ask(bob, "Where was Ada Quill born?")
+    assert answer == "I don't know." and r.model_extra["reverie"]["recalled"] == []
+    assert raw(server, "GET", "/v1/episodes/search?q=Ada+Quill", key="key-bob")[1]["data"] == []
+    found = raw(server, "GET", "/v1/episodes/search?q=Ada+Quill")[1]["data"]
+    assert [e["id"] for e in found] == stored and found[0]["text"] == FACT
+
+
+def test_streaming_choices_usage_and_stop(server):
+    c = client(server)
+    c.post("/episodes", body={"text": "Daphne Nash has a job at the company Meridian Shipping."},
+           cast_to=object)
+    chunks = list(c.chat.completions.create(
+        model="world", messages=[{"role": "user", "content": "Who employs Daphne Nash?"}],
+        stream=True, stream_options={"include_usage": True}, n=2))
+    text = {0: "", 1: ""}
+    for ch in chunks[:-1]:
+        for choice in ch.choices:
+            text[choice.index] += choice.delta.content or ""
+    finishes = [c.finish_reason for ch in chunks for c in ch.choices if c.finish_reason]
+    assert text == {0: "Meridian Shipping", 1: "Meridian Shipping"} and finishes == ["stop", "stop"]
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens > 0
+    answer, r = ask(c, "Who employs Daphne Nash?", stop=["Shipping"])
+    assert answer == "Meridian" and r.choices[0].finish_reason == "stop"
+    answer, r = ask(c, "Who employs Daphne Nash?", max_tokens=1)
+    assert r.choices[0].finish_reason == "length" and r.usage.completion_tokens == 1
+    sample = lambda seed: c.completions.create(  # noqa: E731
+        model="world", prompt="The", temperature=2.0, seed=seed, max_tokens=6).choices[0].text
+    assert len({sample(s) for s in range(4)}) > 1          # seeds give different samples
+    assert sample(7) == sample(7)
+
+
+def test_text_completions_and_models(server):
+    c = client(server)
+    r = c.completions.create(model="world", prompt="Q: Where was Ada Quill born?\nA:")
+    assert r.choices[0].text == "I don't know." and r.object == "text_completion"
+    r = c.completions.create(model="world", prompt="Q: Where was Ada Quill born?\nA:",
+                             extra_body={"reverie": {"recall": True}})
+    assert r.choices[0].text == "Oslo"
+    assert [m.id for m in c.models.list()] == ["world"]
+
+
+# ---------------------------------------------------------------- memory endpoints
+def test_episodes_feedback_and_forget(server):
+    status, out = raw(server, "POST", "/v1/episodes", {"episodes": [
+        {"text": "Lorenzo Crane attended Clearwater College."},
+        {"text": "Lorenzo Crane was born in Lima.", "private": True}]}, key="key-bob")
+    assert status == 201 and [d["repeat"] for d in out["data"]] == [False, False]
+    ids = [d["id"] for d in out["data"]]
+    status, out = raw(server, "POST", "/v1/feedback", {"episode_id": ids[0], "importance": 0.9},
+                      key="key-bob")
+    assert status == 200 and out["episodes"] == [ids[0]]
+    _, r = ask(client(server, "key-bob"), "Where did Lorenzo Crane study?")
+    status, out = raw(server, "POST", "/v1/feedback", {"completion_id": r.id}, key="key-bob")
+    assert status == 200 and set(out["episodes"]) == set(r.model_extra["reverie"]["recalled"])
+    # another tenant cannot reward bob's completion (episode ids are per tenant: alice's
+    # episode 1 is her own)
+    assert raw(server, "POST", "/v1/feedback", {"completion_id": r.id})[0] == 404
+    status, out = raw(server, "DELETE", f"/v1/episodes/{ids[0]}", key="key-bob")
+    assert status == 200 and out["forgotten"] == ids[0]
+    found = raw(server, "GET", "/v1/episodes/search?q=Lorenzo+Crane+college", key="key-bob")[1]["data"]
+    assert ids[0] not in [e["id"] for e in found]
+    assert raw(server, "DELETE", f"/v1/episodes/{ids[0]}", key="key-bob")[0] == 404
+
+
+# ---------------------------------------------------------------- bad input
+BAD = [  # (method, path, body, key, status, code, param)
+    ("POST", "/v1/chat/completions", b"{not json", "key-alice", 400, "json_invalid", None),
+    ("POST", "/v1/chat/completions", {"model": "world"}, "key-alice", 400, "missing", "messages"),
+    ("POST", "/v1/chat/completions", {"model": "world", "messages": "hi"}, "key-alice", 400,
+     "list_type", "messages"),
+    ("POST", "/v1/chat/completions", {"model": "world", "messages": [{"role": "user",
+     "content": "hi"}], "temperature": "1"}, "key-alice", 400, "float_type", "temperature"),
+    ("POST", "/v1/chat/completions", {"model": "world", "messages": [{"role": "user",
+     "content": "hi"}], "tools": []}, "key-alice", 400, "extra_forbidden", "tools"),
+    ("POST", "/v1/chat/completions", {"model": "world", "messages": [{"role": "user",
+     "content": "hi"}], "max_tokens": 33}, "key-alice", 400, "invalid_value", "max_tokens"),
+    ("POST", "/v1/chat/completions", {"model": "world", "messages": [{"role": "user",
+     "content": "word " * 400}]}, "key-alice", 400, "context_length_exceeded", "messages"),
+    ("POST", "/v1/chat/completions", {"model": "gpt-4", "messages": [{"role": "user",
+     "content": "hi"}]}, "key-alice", 404, "model_not_found", "model"),
+    ("POST", "/v1/chat/completions", {"model": "world", "messages": [{"role": "user",
+     "content": "hi"}]}, None, 401, "invalid_api_key", None),
+    ("POST", "/v1/chat/completions", {"model": "world", "messages": [{"role": "user",
+     "content": "hi"}]}, "key-mallory", 401, "invalid_api_key", None),
+    ("POST", "/v1/episodes", {"text": "x" * 30_000}, "key-alice", 413, "body_too_large", None),
+    ("POST", "/v1/episodes", {"episodes": [{"text": "fine"}, {"text": 3}]}, "key-alice", 400,
+     "string_type", "episodes.1.text"),
+    ("POST", "/v1/episodes", {"episodes": [{"text": "fine"}], "text": "fine"}, "key-alice", 400,
+     "value_error", None),
+    ("POST", "/v1/episodes", {"txt": "fine"}, "key-alice", 400, "extra_forbidden", "txt"),
+    ("POST", "/v1/episodes", {"text": "   "}, "key-alice", 400, None, None),
+    ("POST", "/v1/episodes", b'[[[[[[' * 1500 + b']]]]]]' * 1500, "key-alice", 400,
+     "json_invalid", None),
+    ("POST", "/v1/episodes", b'{"text": "\\ud800"}', "key-alice", 400, "invalid_unicode", None),
+    ("POST", "/v1/feedback", {"importance": 0.5}, "key-alice", 400, "invalid_value",
+     "episode_id"),
+    ("DELETE", "/v1/episodes/99999999999999999999999", None, "key-alice", 400, "less_than_equal",
+     "episode_id"),
+    ("GET", "/v1/episodes/search?q=a&k=0", None, "key-alice", 400, "greater_than_equal", "k"),
+    ("POST", "/v1/snapshots/night-0000-1/activate", None, "key-alice", 403, "admin_required",
+     None),
+    ("POST", "/v1/snapshots/night-0000-1/activate", None, ADMIN, 404, "snapshot_not_found",
+     "snapshot_id"),
+    ("GET", "/v1/sleep/sleep_nope", None, "key-alice", 404, "job_not_found", "job_id"),
+    ("GET", "/v1/nowhere", None, "key-alice", 404, "not_found", None),
+    ("PUT", "/v1/chat/completions", None, "key-alice", 405, "method_not_allowed", None),
+]
+
+
+@pytest.mark.parametrize("method,path,body,key,status,code,param", BAD)
+def test_bad_requests_get_openai_errors_and_write_nothing(server, method, path, body, key,
+                                                          status, code, param):
+    before = raw(server, "GET", "/v1/episodes/search?q=fine+x", key="key-alice")[1]["data"]
+    got, out = raw(server, method, path, body, key=key)
+    assert got == status, out
+    err = out["error"]
+    assert set(err) == {"message", "type", "param", "code"} and err["message"]
+    assert err["code"] == code and err["param"] == param
+    after = raw(server, "GET", "/v1/episodes/search?q=fine+x", key="key-alice")[1]["data"]
+    assert after == before
+
+
+def test_openai_client_raises_typed_errors(server):
+    with pytest.raises(openai.BadRequestError):
+        ask(client(server), "hi", max_tokens=10_000)
+    with pytest.raises(openai.AuthenticationError):
+        ask(client(server, "nope"), "hi")
+    with pytest.raises(openai.NotFoundError):
+        client(server).chat.completions.create(model="gpt-4",
+                                               messages=[{"role": "user", "content": "hi"}])
+
+
+# ---------------------------------------------------------------- operations
+def test_healthz_metrics_and_openapi(server):
+    assert raw(server, "GET", "/healthz", key=None)[1]["status"] == "ok"
+    ask(client(server), "Where was Ada Quill born?")
+    _, text = raw(server, "GET", "/metrics", key=None)
+    for needle in ('reverie_requests_total{method="POST",route="/v1/chat/completions",'
+                   'status="200"}', 'reverie_request_seconds_bucket{le="+Inf",'
+                   'route="/v1/chat/completions"}', 'reverie_episodes{status="new",'
+                   'tenant="alice"}', 'reverie_active_snapshot{snapshot="base",tenant="alice"} 1',
+                   'reverie_requests_total{method="GET",route="unmatched",status="404"}'):
+        assert needle in text, needle
+    _, schema = raw(server, "GET", "/openapi.json", key=None)
+    assert {"/v1/chat/completions", "/v1/completions", "/v1/models", "/v1/episodes",
+            "/v1/episodes/search", "/v1/episodes/{episode_id}", "/v1/feedback", "/v1/sleep",
+            "/v1/sleep/{job_id}", "/v1/snapshots", "/v1/snapshots/{snapshot_id}/activate",
+            "/healthz", "/metrics"} <= set(schema["paths"])
+
+
+# ---------------------------------------------------------------- keys and config
+def test_keys_come_from_the_environment_and_open_mode_is_loopback_only(tmp_path):
+    cfg = ServeConfig(data=str(tmp_path))
+    keys, admin = load_keys(cfg, {"REVERIE_API_KEYS": "k1:alice, k2:bob", "REVERIE_ADMIN_KEY": "a"})
+    assert keys == {"k1": "alice", "k2": "bob"} and admin == "a"
+    assert load_keys(cfg, {}) == ({}, None)
+    from reverie.errors import ReverieError
+    with pytest.raises(ReverieError, match="not loopback"):
+        load_keys(ServeConfig(host="0.0.0.0"), {})
+    with pytest.raises(ReverieError, match="key:tenant"):
+        load_keys(cfg, {"REVERIE_API_KEYS": "justakey"})
+    with pytest.raises(ReverieError, match="invalid namespace"):
+        load_keys(cfg, {"REVERIE_API_KEYS": "k:../etc"})
+
+
+def test_serve_cli_bad_input_is_one_line_exit_2():
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "reverie.cli", "serve", "--set", "store_chat=maybe"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert "store_chat must be one of off, statements, all" in r.stderr
