@@ -50,6 +50,9 @@ def register(sub):
     p.add_argument("--model", default=None, help="override the preset's model")
     p.set_defaults(func=_lifelong)
 
+    from reverie.bench.serve import add_parser as add_serve  # `reverie bench serve`
+    add_serve(bsub)
+
     from reverie.gate.cli import register_bench
     register_bench(bsub)
 

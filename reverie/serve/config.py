@@ -14,6 +14,7 @@ import yaml
 
 from reverie.config import field, positive
 from reverie.errors import ReverieError
+from reverie.gate.config import GateConfig
 from reverie.memory.config import MemoryConfig
 from reverie.memory.store import check_namespace_name
 from reverie.sleep.config import SleepConfig
@@ -75,6 +76,7 @@ class ServeConfig:
     jobs_remembered: int = field(200, "finished night jobs kept for GET /v1/sleep/{job}")
     sleep: SleepConfig = field(SleepConfig(), "the nights' configuration")
     memory: MemoryConfig = field(MemoryConfig(), "every tenant's hippocampus")
+    gate: GateConfig = field(GateConfig(), "what a night's candidate must pass to serve")
 
     def __post_init__(self):
         positive(self, "max_body_bytes", "max_tokens", "default_max_tokens", "max_n",

@@ -45,7 +45,7 @@ def _jsonable(value):
 
 
 def child(kind: str, tenant_dir: str, namespace: str, model: str, sleep_cfg, memory_cfg,
-          threads: int, episodes: list, events) -> None:
+          gate_cfg, threads: int, episodes: list, events) -> None:
     """The child process: one night (`Reverie.sleep`) or one deletion that reaches the weights
     (`Reverie.forget`) over the tenant's data directory, through the facade. Reports through
     `events`: ("progress", {...}), then ("done", report) or ("error", message)."""
@@ -58,7 +58,7 @@ def child(kind: str, tenant_dir: str, namespace: str, model: str, sleep_cfg, mem
     from reverie.lifecycle import Reverie
     try:
         r = Reverie(tenant_dir, model=model, sleep=sleep_cfg, memory=memory_cfg,
-                    namespace=namespace)
+                    namespace=namespace, gate=gate_cfg)
         last = [0.0]
 
         def progress(**kw):
@@ -237,7 +237,7 @@ class Nights:
         self._process = p = ctx.Process(
             target=child, name=f"reverie-{kind}-{job.tenant}", daemon=True,
             args=(kind, str(tenant.dir), tenant.name, self.cfg.model, self.cfg.sleep,
-                  self.cfg.memory, self.cfg.night_threads, list(episodes), events))
+                  self.cfg.memory, self.cfg.gate, self.cfg.night_threads, list(episodes), events))
         p.start()
         deadline = time.monotonic() + self.cfg.night_timeout_s
         outcome = None

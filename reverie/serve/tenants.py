@@ -105,7 +105,7 @@ class Tenant:
         self.name, self.dir = name, Path(root) / TENANTS_DIR / name
         self.lock = threading.RLock()
         self.reverie = Reverie(self.dir, model=base.backend, sleep=cfg.sleep, memory=cfg.memory,
-                               namespace=name)
+                               namespace=name, gate=cfg.gate)
         active = snapshots.active_id(self.dir)
         self.serving = base if self.reverie.backend is base.backend else \
             Serving.of(self.reverie.backend, active)
