@@ -14,8 +14,11 @@ from reverie.serve.service import Service
 
 def bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # why IPPROTO_TCP named: asyncio turns Nagle off only on sockets that say they are TCP; with
+    # proto 0 every response waited ~40 ms for a delayed ACK (measured: 44 ms per 400 answer)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((host, port))
     except OSError as e:
