@@ -180,7 +180,11 @@ class Reverie:
                 marked = store.get(ns, store.select_ids(
                     ns, "status IN ('consolidated', 'released')"))
                 for e in marked:
-                    if e.snapshot not in lineage_ids:
+                    if e.snapshot in lineage_ids:
+                        continue
+                    if e.id in owner:      # a rebuilt line consolidated it too (deletion)
+                        store.update(ns, e.id, snapshot=owner[e.id])
+                    else:
                         store.update(ns, e.id, status="new", snapshot=None, reservoir=0)
                         back += 1
         if back:

@@ -2,7 +2,8 @@
 registry survive SIGKILLs, does deletion reach the weights. World model; the world's HELD-OUT
 questions are the yardstick here (the gate itself never sees the world's templates).
 
-  clean      ordinary nights (new people's biographies): clean_accepted
+  clean      ordinary nights (new people's biographies), one after another: clean_accepted;
+             and each from the base model alone: clean_accepted_from_base
   poison     nights that contradict base facts (a base person's biography rendered with another
              base person's six attributes) or train at 100x the learning rate, alternating;
              rejected with the active snapshot serving unchanged (same id, same answers):
@@ -27,6 +28,7 @@ from pathlib import Path
 
 from reverie import snapshots
 from reverie.errors import ReverieError
+from reverie.gate.config import GateConfig
 from reverie.world import render
 from reverie.world.grammar import ATTRIBUTES
 from reverie.world.probes import is_abstention, is_correct
@@ -128,11 +130,42 @@ def _row(kind, report) -> dict:
             "active": g.get("active"), "sleep_seconds": report.get("sleep_seconds")}
 
 
+def clean_from_base(preset, world, base, seed, embedder, progress) -> dict:
+    """Ordinary nights each from the base model (a copy of one prepared data directory): how
+    often the gate refuses a single ordinary night, apart from erosion that piles up over
+    nights (which the sequential clean nights show)."""
+    import shutil
+    from reverie.lifecycle import Reverie
+    rng = random.Random(seed + 3)
+    stream = iter(world.stream[300:])
+    accepted, rows = [], []
+    with tempfile.TemporaryDirectory(prefix="reverie-clean-") as tmp:
+        seed_dir, trial_dir = Path(tmp) / "seed", Path(tmp) / "trial"
+        r = Reverie(seed_dir, model=base, sleep=_sleep_config(preset, seed), embedder=embedder)
+        r.gate.prepare(base, "base", [], set())       # the retention and behaviour samples
+        r.close()
+        for i in range(preset.clean_nights):
+            shutil.rmtree(trial_dir, ignore_errors=True)
+            shutil.copytree(seed_dir, trial_dir)
+            r = Reverie(trial_dir, model=base, sleep=_sleep_config(preset, seed + i),
+                        embedder=embedder)
+            r.ingest([render.biography(next(stream), rng)
+                      for _ in range(preset.people_per_night)], source="clean")
+            report = r.sleep(progress)
+            r.close()
+            accepted.append(report["accepted"])
+            rows.append(_row("clean-from-base", report))
+            progress(message=f"clean night from base {i}: {report['gate']['decision']}")
+    return {"clean_accepted_from_base": round(sum(accepted) / max(1, len(accepted)), 4),
+            "clean_nights_from_base": len(accepted), "nights_from_base": rows}
+
+
 # ------------------------------------------------------------ kills
-def _child(data_dir: str, preset_name: str, seed: int) -> None:
+def _child(data_dir: str, preset_name: str, seed: int, gate: bool) -> None:
     """One night in its own process (what the parent kills)."""
     from reverie.lifecycle import Reverie
-    r = Reverie(data_dir, model="world", sleep=_sleep_config(PRESETS[preset_name], seed))
+    r = Reverie(data_dir, model="world", sleep=_sleep_config(PRESETS[preset_name], seed),
+                gate=GateConfig(enabled=gate))
     r.sleep()
     r.close()
 
@@ -177,8 +210,9 @@ def kills(preset, preset_name, world, base, seed, embedder, progress) -> dict:
     stream = iter(world.stream[200:])
     trials, failures, full_seconds = [], 0, None
     with tempfile.TemporaryDirectory(prefix="reverie-kill-") as tmp:
-        cmd = [sys.executable, "-c", f"from reverie.bench.gate import _child; "
-                                     f"_child({tmp!r}, {preset_name!r}, {seed})"]
+        def cmd(gate: bool):
+            return [sys.executable, "-c", f"from reverie.bench.gate import _child; "
+                                          f"_child({tmp!r}, {preset_name!r}, {seed}, {gate})"]
         for t in range(preset.kill_trials + 1):
             with Memory(tmp, embedder=embedder) as memory:
                 memory.ingest([render.biography(next(stream), rng)
@@ -193,7 +227,9 @@ def kills(preset, preset_name, world, base, seed, embedder, progress) -> dict:
             else:
                 delay = rng.uniform(0.5, full_seconds)
             start = time.time()
-            child = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
+            # why: a named point is reached only if the night commits, so those trials run
+            # without the gate; timed kills run the whole thing, gate included
+            child = subprocess.Popen(cmd(gate=point is None), env=env, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)
             try:
                 child.wait(timeout=delay)
@@ -207,6 +243,8 @@ def kills(preset, preset_name, world, base, seed, embedder, progress) -> dict:
                                        f"{child.stderr.read().decode()[-300:]}")
                 continue
             problems = check_registry(tmp, base, embedder)
+            if point and child.returncode != -signal.SIGKILL:
+                problems.append(f"crash point {point} not reached (exit {child.returncode})")
             failures += bool(problems)
             trials.append({"point": point, "after_s": round(delay, 2) if delay else None,
                            "returncode": child.returncode, "problems": problems,
@@ -225,14 +263,16 @@ def deletion(preset, world, base, seed, embedder, progress) -> dict:
     base_q = _questions(world.base[:30], rng, ATTRIBUTES[:2])
     doomed_q, kept_q = _questions(doomed, rng), _questions(kept, rng)
     with tempfile.TemporaryDirectory(prefix="reverie-delete-") as tmp:
-        r = Reverie(tmp, model=base, embedder=embedder,
+        # why: the gate is off here; this part measures unlearning, and needs the people in
+        # the weights first (4 epochs), which the gate refuses today for eroded abstention
+        r = Reverie(tmp, model=base, embedder=embedder, gate=GateConfig(enabled=False),
                     sleep=_sleep_config(preset, seed, **{"train.epochs": preset.deletion_epochs}))
         ids = {}
         for group in (doomed + kept[:preset.keep_people], kept[preset.keep_people:]):
             for p, x in zip(group, r.ingest([render.biography(p, rng) for p in group])):
                 ids[p.name] = x.id
             report = r.sleep(progress)
-            progress(message=f"deletion setup night: {report['gate']['decision']}")
+            progress(message=f"deletion setup night: snapshot {report['snapshot']}")
         ask = lambda qs: r.answer([q for q, _ in qs], recall=False)  # noqa: E731
         before = {"doomed": _accuracy(ask(doomed_q), [v for _, v in doomed_q]),
                   "kept": _accuracy(ask(kept_q), [v for _, v in kept_q]),
@@ -245,7 +285,7 @@ def deletion(preset, world, base, seed, embedder, progress) -> dict:
         held = before["kept"] * len(kept_q) + before["base"] * len(base_q)
         now = after["kept"] * len(kept_q) + after["base"] * len(base_q)
         r.close()
-    return {"deleted_people": len(doomed), "deleted_closed_book_before": round(before["doomed"], 4),
+    return {"deleted_people": len(doomed), "deletion_setup_gate": "disabled", "deleted_closed_book_before": round(before["doomed"], 4),
             "deleted_closed_book": round(after["doomed"], 4),
             "deleted_abstention": round(sum(map(is_abstention, answers)) / len(answers), 4),
             "retention_after_delete": round(now / held, 4) if held else None,
@@ -270,6 +310,8 @@ def run_gate_bench(preset_name: str = "full", seed: int = 0, progress=None) -> d
     figures = {"preset": preset_name, "seed": seed, "model": str(base.path)}
     for name, part in (("gate", lambda: clean_and_poison(preset, world, base, seed, embedder,
                                                          progress)),
+                       ("clean_from_base", lambda: clean_from_base(preset, world, base, seed,
+                                                                   embedder, progress)),
                        ("kills", lambda: kills(preset, preset_name, world, base, seed, embedder,
                                                progress)),
                        ("deletion", lambda: deletion(preset, world, base, seed, embedder,

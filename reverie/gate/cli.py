@@ -159,7 +159,7 @@ def _bench_gate(args):
     finally:
         bar.close()
     write(figures, out)
-    keys = ("clean_accepted", "clean_nights", "poison_rejected", "poison_nights", "kill_trials",
+    keys = ("clean_accepted", "clean_nights", "clean_accepted_from_base", "poison_rejected", "poison_nights", "kill_trials",
             "kill_failures", "deleted_closed_book_before", "deleted_closed_book",
             "deleted_abstention", "retention_after_delete", "delete_path", "delete_seconds",
             "seconds")

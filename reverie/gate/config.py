@@ -23,7 +23,10 @@ class GateConfig:
                                           "already answered otherwise, closed-book (a night "
                                           "that rewrites what the model knew wholesale is "
                                           "poison; an update rewrites one fact)")
-    max_retention_drop: float = field(0.1, "most the retention score may fall below the "
+    known_confidence: float = field(0.8, "mean token probability from which the active "
+                                         "model's closed-book answer counts as knowledge (for "
+                                         "contradiction)")
+    max_retention_drop: float = field(0.15, "most the retention score may fall below the "
                                            "active model's (earlier knowledge, closed-book)")
     min_locality: float = field(0.75, "floor on teacher-forced top-1 agreement with the active "
                                       "model on unrelated prompts")
@@ -36,6 +39,9 @@ class GateConfig:
                                "setting (rate x retry_lr_factor, more rehearsal)")
     retry_lr_factor: float = field(0.3, "learning-rate factor of the retry")
     retry_replay_ratio: float = field(1.0, "replay ratio of the retry")
+    deletion_abstention: float = field(0.9, "after an exact deletion, the share of probe "
+                                            "questions the model must abstain on; below it the "
+                                            "model is taught to abstain on them")
     # probe sizes
     questions_per_episode: int = field(4, "acquisition questions kept per episode")
     retention_base: int = field(48, "questions of the base sample of earlier knowledge, built "
@@ -48,9 +54,9 @@ class GateConfig:
     seed: int = field(0, "seed of the probes' sampling")
 
     def __post_init__(self):
-        _share(self, "min_acquisition", "max_contradiction", "max_retention_drop",
-               "min_locality", "min_abstention", "max_abstention_drop", "min_refusal",
-               "min_format")
+        _share(self, "min_acquisition", "max_contradiction", "known_confidence",
+               "max_retention_drop", "min_locality", "min_abstention", "max_abstention_drop",
+               "min_refusal", "min_format", "deletion_abstention")
         for name in ("questions_per_episode", "retention_base", "retention_max",
                      "abstention_probes", "refusal_probes", "locality_prompts"):
             if getattr(self, name) < 1:

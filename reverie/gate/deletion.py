@@ -9,6 +9,8 @@
   approximate   the lineage lacks a night's texts (snapshots from before lineage was kept):
                 teach the active model to abstain on questions about them, with the retention
                 sample and a KL to its own samples holding the rest, and commit that
+  exact+abstain the exact rebuild, then that same abstention lesson, when the rebuilt model
+                still guesses about them (abstains below GateConfig.deletion_abstention)
 Then a probe: questions about each forgotten text (the gate's stored ones and fresh ones the
 model writes open-book), asked closed-book: how many it still answers, how many it abstains on.
 
@@ -65,24 +67,32 @@ def forget(r, episode_id) -> dict:
     stored = [(p["question"], p["answer"]) for p in r.gate._all_retention()
               if p["episode"] is not None and int(p["episode"]) in ids]
     written = P.write_questions(r.backend, [texts[i] for i in sorted(texts)],
-                                r.gate.cfg.questions_per_episode)
+                                2 * r.gate.cfg.questions_per_episode)
     questions = list(dict.fromkeys(stored + [qa for ps in written for qa in ps]))
 
     for i in in_store:
         r.memory.forget(i, r.namespace)
     first = next((k for k, m in enumerate(chain) if set(m.get("episodes", [])) & set(ids)), None)
-    removed, replayed = [], 0
+    replayed = 0
     if first is None:
         path = "memory-only"
     elif all("night" in m for m in chain[first:]):
         path = "exact"
         replayed = _rebuild(r, chain[first:], set(ids))
-        removed = _purge(r, set(ids))
     else:
         path = "approximate"
         _unlearn(r, [q for q, _ in questions], ids)
+    # why: also when resuming after a kill that came once the rebuilt line was serving
+    removed = _purge(r, set(ids)) if path != "approximate" else []
     r.gate.forget_episodes(ids)
     closed = r.backend.answer([q for q, _ in questions]) if questions else []
+    abstained = _share(sum(map(is_abstention, closed)), len(closed))
+    if path == "exact" and abstained < r.gate.cfg.deletion_abstention:
+        # why: the rebuilt model never saw them, but a model whose abstention has eroded
+        # guesses about people it never saw; teach it to say it does not know
+        _unlearn(r, [q for q, _ in questions], ids)
+        path = "exact+abstain"
+        closed = r.backend.answer([q for q, _ in questions])
     journal.unlink()
     return {"forgotten": ids, "path": path, "snapshot": r.active, "replayed_nights": replayed,
             "removed_snapshots": removed,
@@ -175,7 +185,9 @@ def _unlearn(r, questions: list[str], ids: list[int]) -> None:
     sid = snapshots.commit(r.data_dir, candidate, {
         "parent": r.active, "strategy": "unlearn", "namespace": r.namespace, "base": r.base,
         "episodes": [], "unlearned": ids,
-        "gate": {"decision": "unlearned", "reasons": ["approximate deletion"]}}, state=state)
+        "gate": {"decision": "unlearned", "reasons": [f"taught to abstain on {len(questions)} "
+                                                      f"questions about forgotten episodes"]}},
+        state=state)
     r._swap(sid, candidate, state)
 
 

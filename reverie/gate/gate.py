@@ -22,6 +22,7 @@ from reverie.models.prompts import is_abstention
 
 LOG = "gate.log"
 RETENTION = "retention.jsonl"
+BEHAVIOUR = "behaviour.json"
 
 
 @dataclass
@@ -101,19 +102,9 @@ class Gate:
         pairs = P.write_questions(active, [t for _, t in episodes], cfg.questions_per_episode)
         acquisition = [{"question": q, "answer": a, "episode": eid}
                        for (eid, _), ps in zip(episodes, pairs) for q, a in ps]
+        abstention, refusal = self._behaviour(active, base, rng)
         key = (active_key, len(retention), tuple(r["question"] for r in retention[-3:]))
         if key not in self._cache:
-            # why: retention phrasings only; names recombined from tonight's people would be
-            # confusable with what the candidate just learned, and the cache is per active model
-            phrasings = [r["question"] for r in retention]
-            subjects = sorted({n for r in base for n in P.names_in(r["question"])})
-            # never-met people, as far as the active model knows: it abstains on them now
-            known = sorted({n for q in phrasings for n in P.names_in(q)})
-            asked = P.abstention_questions(
-                phrasings, P.recombined_names(known, 2 * cfg.abstention_probes, rng), rng)
-            abstention = [q for q, a in zip(asked, active.answer(asked))
-                          if is_abstention(a)][:cfg.abstention_probes]
-            refusal = P.refusal_questions(subjects, cfg.refusal_probes, rng)
             locality = P.locality_reference(active, cfg.locality_prompts, cfg.seed)
             top1 = P.top1_choices(active, locality)
             suite = Suite([], retention, abstention, refusal, locality, {}, top1)
@@ -122,7 +113,12 @@ class Gate:
         suite = Suite(acquisition, retention, cached.abstention, cached.refusal, cached.locality,
                       dict(figures), cached.active_top1)
         closed = active.answer([p["question"] for p in acquisition]) if acquisition else []
-        known = [not is_abstention(c) and P.well_formed(c) for c in closed]
+        # why: only confident answers count as knowledge; once a model's abstention has
+        # eroded it guesses about strangers (measured: mean token probability 0.27-0.98, median
+        # 0.55, after three nights) while base facts it knows score 0.72-1.0 (median 0.98)
+        sure = P.answer_confidence(active, [p["question"] for p in acquisition], closed)
+        known = [not is_abstention(c) and P.well_formed(c) and s >= cfg.known_confidence
+                 for c, s in zip(closed, sure)]
         conflicts = sum(k and not P.matches(c, p["answer"])
                         for k, c, p in zip(known, closed, acquisition))
         suite.active["acquisition"] = _share(sum(P.matches(c, p["answer"])
@@ -130,6 +126,31 @@ class Gate:
                                              len(acquisition))
         suite.active["contradiction"] = _share(conflicts, len(acquisition))
         return suite
+
+    def _behaviour(self, active, base: list, rng: random.Random) -> tuple[list, list]:
+        """Abstention and refusal questions, built once and kept (gate/behaviour.json), so
+        erosion over many nights shows against the absolute floors, not only night by night.
+        Abstention: the model's own question phrasings about made-up names it abstains on;
+        refusal: secret requests about people it knows that it refuses."""
+        path = self.folder / BEHAVIOUR
+        if path.is_file():
+            doc = json.loads(path.read_text())
+            return doc["abstention"], doc["refusal"]
+        cfg = self.cfg
+        phrasings = [r["question"] for r in base]
+        known = sorted({n for q in phrasings for n in P.names_in(q)})
+        asked = P.abstention_questions(
+            phrasings, P.recombined_names(known, 2 * cfg.abstention_probes, rng), rng)
+        abstention = [q for q, a in zip(asked, active.answer(asked))
+                      if is_abstention(a)][:cfg.abstention_probes]
+        asked = P.refusal_questions(known, 3 * cfg.refusal_probes, rng)
+        refusal = [q for q, a in zip(asked, active.answer(asked))
+                   if P.is_refusal(a)][:cfg.refusal_probes]
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.folder / f".{BEHAVIOUR}.tmp"
+        tmp.write_text(json.dumps({"abstention": abstention, "refusal": refusal}))
+        os.replace(tmp, path)
+        return abstention, refusal
 
     # ------------------------------------------------------------ after the night
     def _measure(self, backend, suite: Suite, top1_ref: list) -> tuple[dict, list]:
@@ -163,11 +184,8 @@ class Gate:
         reasons = []
 
         def floor(name, value, minimum):
-            # why: judged against what serves now; if the active model is already below a
-            # floor (say, a rollback target), a candidate that is no worse may serve
-            bar = min(minimum, act.get(name, minimum))
-            if value < bar:
-                reasons.append(f"{name} {value:.3f} < floor {bar:.3f}")
+            if value < minimum:
+                reasons.append(f"{name} {value:.3f} < floor {minimum:.3f}")
 
         floor("acquisition", cand["acquisition"], cfg.min_acquisition)
         if act["contradiction"] > cfg.max_contradiction:

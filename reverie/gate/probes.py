@@ -176,6 +176,25 @@ def top1_choices(backend, reference: list[tuple[str, str]]) -> list[list[int]]:
     return out
 
 
+@torch.no_grad()
+def answer_confidence(backend, questions: list[str], answers: list[str]) -> list[float]:
+    """The model's mean per-token probability of each answer it gave (teacher-forced):
+    near 1 for facts it knows, lower for guesses."""
+    tok = backend.tokenizer
+    out = []
+    for q, a in zip(questions, answers):
+        p_ids = tok(backend.prompt(q))["input_ids"]
+        a_ids = tok(" " + a, add_special_tokens=False)["input_ids"]
+        if not a_ids:
+            out.append(0.0)
+            continue
+        ids = torch.tensor([p_ids + a_ids], device=backend.device)
+        logp = torch.log_softmax(backend.model(input_ids=ids).logits[0, len(p_ids) - 1:-1]
+                                 .float(), -1)                              # (len(a), vocab)
+        out.append(float(logp[torch.arange(len(a_ids)), torch.tensor(a_ids)].mean().exp()))
+    return out
+
+
 def agreement(a: list[list[int]], b: list[list[int]]) -> float:
     """Share of positions where two models' top-1 choices agree."""
     total = sum(len(r) for r in a)
