@@ -66,8 +66,15 @@ def wait_for(server, job_id, key, timeout=900):
     raise AssertionError(f"job {job_id} did not finish in {timeout} s")
 
 
+def delete(server, path, key):
+    req = urllib.request.Request(server.url + path, method="DELETE",
+                                 headers={"Authorization": f"Bearer {key}"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return json.loads(r.read().decode())
+
+
 def run_day_and_night(tmp_path, world_backend, world, epochs: float, n_people: int,
-                      gate: bool = True):
+                      gate: bool = True, forget: bool = False):
     cfg = config.load(ServeConfig, "serve-small", [f"data={tmp_path}",
                                                    f"sleep.train.epochs={epochs}",
                                                    f"gate.enabled={str(gate).lower()}"])
@@ -80,9 +87,11 @@ def run_day_and_night(tmp_path, world_backend, world, epochs: float, n_people: i
         score = lambda answers: sum(is_correct(a, v) for a, (_, v) in zip(answers, questions))  # noqa
         frozen = ask(bob, extra_body={"reverie": {"recall": False}})
         out["frozen"] = score(frozen)
+        taught = []
         for lesson in lessons:                            # the day: taught through chat
             _, r = chat(alice, lesson)
             assert len(r.model_extra["reverie"]["stored"]) == 1
+            taught += r.model_extra["reverie"]["stored"]
         out["recall_before"] = score(ask(alice))
         out["closed_before"] = score(ask(alice, extra_body={"reverie": {"recall": False}}))
 
@@ -126,6 +135,10 @@ def run_day_and_night(tmp_path, world_backend, world, epochs: float, n_people: i
         out["metrics"] = get(server, "/metrics", "key-alice")
         out["abstain_after"] = sum(map(is_abstention, ask(alice, extra_body={
             "reverie": {"recall": False}})))
+        if forget:   # deleting a consolidated episode reaches the weights, then swaps
+            out["deleted"] = delete(server, f"/v1/episodes/{taught[0]}", "key-alice")
+            out["forget_job"] = wait_for(server, out["deleted"]["job"], "key-alice")
+            out["fingerprint_forgot"] = chat(alice, questions[0][0])[1].system_fingerprint
     return out, len(questions)
 
 
@@ -163,7 +176,7 @@ def test_teach_recall_sleep_swap_and_isolation(tmp_path, world_backend, world):
     # why gate off: this test is about serving through a night and the swap; what the gate
     # accepts is the gate's tests' business (the slow test below runs it)
     out, n = run_day_and_night(tmp_path, world_backend, world, epochs=1.0, n_people=1,
-                               gate=False)
+                               gate=False, forget=True)
     print(figures(out))
     check_isolation_and_no_failed_request(out)
     check_swap(out)
@@ -174,20 +187,33 @@ def test_teach_recall_sleep_swap_and_isolation(tmp_path, world_backend, world):
     assert out["frozen"] == 0 and out["closed_before"] == 0
     assert out["recall_before"] >= 4
     assert out["search"] == [] and out["recall_after"] == out["closed_after"]
+    # forgetting the one consolidated episode rebuilds the lineage without it: nothing is left
+    # to replay, so the tenant is served by the base model again
+    assert out["deleted"]["weights"] == "queued"
+    job = out["forget_job"]
+    assert job["kind"] == "forget" and job["status"] == "succeeded", job
+    assert job["report"]["path"] == "exact" and job["previous"] == out["job"]["snapshot"]
+    assert job["snapshot"] is None and out["fingerprint_forgot"] == "base"
 
 
 @pytest.mark.slow
-def test_a_full_night_answers_with_recall_off(tmp_path, world_backend, world):
-    """Twelve epochs (the default night) on two people. The gate decides: accepted, the facts
-    are answered closed-book; rejected, nothing swaps and recall still answers them."""
-    out, n = run_day_and_night(tmp_path, world_backend, world, epochs=EPOCHS, n_people=2)
+@pytest.mark.parametrize("gate", [True, False], ids=["gate", "no-gate"])
+def test_a_full_night_answers_with_recall_off(tmp_path, world_backend, world, gate):
+    """Twelve epochs (the default night) on two people. With the gate, it decides: accepted,
+    the facts are answered closed-book; rejected, nothing swaps and recall still answers them.
+    Without it, the night swaps and what the weights learned is measured closed-book."""
+    out, n = run_day_and_night(tmp_path, world_backend, world, epochs=EPOCHS, n_people=2,
+                               gate=gate)
     job = out["job"]
     print(figures(out), json.dumps(job["gate"]), job["finished_at"] - job["started_at"])
     check_isolation_and_no_failed_request(out)
     assert out["closed_before"] == 0 and out["recall_before"] >= 6
     if job["status"] == "succeeded":
         check_swap(out)
-        assert out["closed_after"] >= 2
+        # measured (seed 0, 2 people, 12 HELD-OUT questions, no gate): 7 of 12 closed-book
+        # after the night, against 0 before; the same 7 with recall on (the night released
+        # the consolidated episodes from recall)
+        assert out["closed_after"] >= 6 if not gate else out["closed_after"] >= 2
     else:
         assert job["status"] == "rejected" and job["accepted"] is False and job["gate"]["reasons"]
         assert out["fingerprint_after"] == "base" and not any(s["active"] for s in out["snapshots"])

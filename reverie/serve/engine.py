@@ -133,8 +133,9 @@ class ModelWorker:
     """A thread that takes (serving, sequences) jobs off a queue and decodes those that arrive
     together in one batch per backend. `on_batch(sequences, tokens, seconds)` feeds metrics."""
 
-    def __init__(self, window_ms: float = 5.0, max_batch: int = 16, on_batch=None):
-        self.window, self.max_batch = window_ms / 1000.0, max_batch
+    def __init__(self, window_ms: float = 5.0, max_batch: int = 16, on_batch=None,
+                 bf16: bool = False):
+        self.window, self.max_batch, self.bf16 = window_ms / 1000.0, max_batch, bf16
         self.on_batch = on_batch or (lambda *a: None)
         self.queue: queue.Queue = queue.Queue()
         self.thread = threading.Thread(target=self._run, name="reverie-model", daemon=True)
@@ -171,8 +172,11 @@ class ModelWorker:
                 groups.setdefault(id(serving.backend), (serving, []))[1].extend(seqs)
             for serving, seqs in groups.values():
                 start = time.monotonic()
+                autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16 and
+                                          serving.backend.device.type == "cpu")
                 try:
-                    tokens = decode(serving, seqs)
+                    with autocast:
+                        tokens = decode(serving, seqs)
                 except Exception as e:     # a model failure fails these requests, not the worker
                     for s in seqs:
                         if not s.finish:

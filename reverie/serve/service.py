@@ -116,7 +116,8 @@ class Service:
         self.base = Serving.of(backend or Backend.load(cfg.model), None)
         self.tenants = Tenants(cfg.data, self.base, cfg)
         self.activity = Activity()
-        self.worker = ModelWorker(cfg.batch_window_ms, cfg.max_batch, on_batch=self._on_batch)
+        self.worker = ModelWorker(cfg.batch_window_ms, cfg.max_batch, on_batch=self._on_batch,
+                                  bf16=cfg.bf16)
         self.nights = Nights(cfg, self.tenants, self.metrics)
         self.scheduler = Scheduler(cfg, self.tenants, self.nights, self.activity)
         self._completions: OrderedDict = OrderedDict()      # id -> (tenant, episode ids)
