@@ -263,3 +263,86 @@ def test_serve_cli_bad_input_is_one_line_exit_2():
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stderr.count("\n") == 1
     assert "store_chat must be one of off, statements, all" in r.stderr
+
+
+# ---------------------------------------------------------------- the scheduler
+class _Tenant:
+    def __init__(self, name, unconsolidated):
+        self.name, self._u = name, unconsolidated
+
+    def unconsolidated(self):
+        return self._u
+
+
+class _Nights:
+    def __init__(self, busy=()):
+        self.started, self._busy, self.last_night = [], set(busy), {"done": 9}
+
+    def busy(self, name):
+        return name in self._busy
+
+    def start(self, name, trigger):
+        self.started.append((name, trigger))
+        return (name, trigger)
+
+
+class _Tenants:
+    def __init__(self, tenants):
+        self._t = tenants
+
+    def all(self):
+        return self._t
+
+
+class _Activity:
+    def __init__(self, idle):
+        self.idle = idle
+
+    def idle_seconds(self):
+        return self.idle
+
+
+def test_scheduler_starts_nights_on_idleness_or_priority_and_only_for_news():
+    from reverie.serve.nights import Scheduler
+    tenants = _Tenants([_Tenant("quiet", (0, 0.0, 0)), _Tenant("urgent", (3, 2.5, 7)),
+                        _Tenant("some", (1, 0.4, 4)), _Tenant("done", (2, 9.0, 9)),
+                        _Tenant("running", (5, 9.0, 12))])
+    cfg = ServeConfig(idle_night_s=60, priority_night=2.0)
+    scheduler = Scheduler.__new__(Scheduler)   # no thread: tick() by hand
+    scheduler.cfg, scheduler.tenants = cfg, tenants
+    scheduler.nights, scheduler.activity = _Nights(busy={"running"}), _Activity(idle=5)
+    assert scheduler.tick() == [("urgent", "priority")]        # busy service: priority only
+    scheduler.nights, scheduler.activity = _Nights(busy={"running"}), _Activity(idle=61)
+    # idle: every tenant with news; "done" had its night on these very episodes
+    assert scheduler.tick() == [("urgent", "priority"), ("some", "idle")]
+
+
+def test_probes_and_scrapes_do_not_count_as_activity(server):
+    ask(client(server), "Hi")
+    before = server.service.activity.last
+    raw(server, "GET", "/healthz", key=None)
+    raw(server, "GET", "/metrics", key=None)
+    assert server.service.activity.last == before and server.service.activity.in_flight == 0
+
+
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
+def test_serve_command_starts_answers_and_stops_on_a_signal(tmp_path, stop):
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+    env = dict(os.environ, REVERIE_API_KEYS="k-cli:cli", REVERIE_ADMIN_KEY="k-admin")
+    p = subprocess.Popen([sys.executable, "-m", "reverie.cli", "serve", "--port", "0",
+                          "--data", str(tmp_path)], stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = p.stderr.readline()
+        port = int(re.search(r"http://127\.0\.0\.1:(\d+)/v1", line).group(1))
+        assert "1 tenant(s)" in line and "k-cli" not in line          # keys are never printed
+        c = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="k-cli", max_retries=0)
+        assert [m.id for m in c.models.list()] == ["world"]
+        time.sleep(0.2)
+    finally:
+        p.send_signal(getattr(signal, stop))
+        assert p.wait(60) == 0

@@ -71,7 +71,11 @@ class Guard:
                 status[0] = message["status"]
             await send(message)
 
-        service.activity.begin()
+        # why: probes and scrapes are not use; counting them would keep the service from ever
+        # being idle long enough for the scheduler's night
+        tracked = scope["path"].startswith("/v1/")
+        if tracked:
+            service.activity.begin()
         try:
             problem, body = await self._read(scope, receive)
             if problem:
@@ -92,7 +96,8 @@ class Guard:
             service.metrics.inc("reverie_requests_total", route=path, method=scope["method"],
                                 status=status[0])
             service.metrics.observe(time.perf_counter() - start, route=path)
-            service.activity.end()
+            if tracked:
+                service.activity.end()
 
     async def _read(self, scope, receive):
         limit = self.service.cfg.max_body_bytes

@@ -21,6 +21,7 @@ def bind(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((host, port))
+        sock.listen(2048)     # why: connections queue from here on, before uvicorn is up
     except OSError as e:
         sock.close()
         raise ReverieError(f"cannot bind {host}:{port} ({e.strerror}); pick another --port or "
@@ -61,14 +62,38 @@ class Running:
         self.close()
 
 
+class _Server(uvicorn.Server):
+    """uvicorn, minus re-raising SIGINT/SIGTERM after its graceful shutdown: the service must
+    close (stop a night's child process, flush the memories) and exit 0 first."""
+
+    def capture_signals(self):
+        import contextlib
+        import signal
+        if threading.current_thread() is not threading.main_thread():
+            return contextlib.nullcontext()
+
+        @contextlib.contextmanager
+        def handled():
+            before = {s: signal.signal(s, self.handle_exit) for s in (signal.SIGINT,
+                                                                       signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for s, handler in before.items():
+                    signal.signal(s, handler)
+        return handled()
+
+
 def serve_forever(service: Service, host: str, port: int, on_ready=None) -> None:
+    """Serve until SIGINT or SIGTERM, then shut down gracefully: in-flight requests finish,
+    a running night is stopped, the memories are flushed."""
     sock = bind(host, port)
     if on_ready:
         on_ready(sock.getsockname()[1])
     config = uvicorn.Config(create_app(service), log_level="warning", access_log=False,
                             timeout_keep_alive=30, lifespan="off")
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        _Server(config).run(sockets=[sock])
     finally:
         service.close()
         sock.close()
