@@ -122,3 +122,29 @@ def test_gc_keeps_the_active_lineage_and_the_newest(tmp_path, world_backend):
         snapshots.remove(tmp_path, b)
     with pytest.raises(ReverieError, match="no snapshot 'nope'"):
         snapshots.set_active(tmp_path, "nope")
+
+
+def test_snapshots_cli_lists_shows_diffs_and_rolls_back(tmp_path, world_backend, capsys):
+    from reverie.cli import main
+    a = snapshots.commit(tmp_path, _nudged(world_backend, 1e-3), {
+        "episodes": [1], "night": {"episodes": [{"id": 1, "text": "Ada Quill was born in Oslo.",
+                                                 "priority": 0.5}]},
+        "gate": {"candidate": {"retention": 0.9, "abstention": 1.0}}})
+    b = snapshots.commit(tmp_path, _nudged(world_backend, 2e-3), {
+        "episodes": [2, 3], "gate": {"candidate": {"retention": 0.8, "abstention": 0.75}}})
+    data = ["--data", str(tmp_path)]
+    assert main(["snapshots", "list", *data]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert len(rows) == 3 and rows[2].startswith(f"* {b}") and rows[1].startswith(f"  {a}")
+    assert main(["snapshots", "show", a, *data]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["id"] == a and shown["night"]["episodes"] == [1]      # no text unless asked
+    assert main(["snapshots", "diff", a, b, *data]) == 0
+    out = capsys.readouterr().out
+    assert "retention" in out and "0.9" in out and "0.8" in out
+    assert f"episodes only in {b}: [2, 3]" in out and f"episodes only in {a}: []" in out
+    assert main(["snapshots", "activate", a, *data]) == 0
+    assert json.loads(capsys.readouterr().out)["active"] == a
+    assert snapshots.active_id(tmp_path) == a
+    assert main(["snapshots", "activate", "nope", *data]) == 2
+    assert "no snapshot 'nope'" in capsys.readouterr().err
