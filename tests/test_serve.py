@@ -150,7 +150,8 @@ def test_episodes_feedback_and_forget(server):
     assert raw(server, "POST", "/v1/feedback", {"completion_id": r.id})[0] == 404
     status, out = raw(server, "DELETE", f"/v1/episodes/{ids[0]}", key="key-bob")
     assert status == 200 and out["forgotten"] == ids[0]
-    found = raw(server, "GET", "/v1/episodes/search?q=Lorenzo+Crane+college", key="key-bob")[1]["data"]
+    found = raw(server, "GET", "/v1/episodes/search?q=Lorenzo+Crane+college",
+                key="key-bob")[1]["data"]
     assert ids[0] not in [e["id"] for e in found]
     assert raw(server, "DELETE", f"/v1/episodes/{ids[0]}", key="key-bob")[0] == 404
 

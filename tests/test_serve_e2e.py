@@ -84,7 +84,8 @@ def run_day_and_night(tmp_path, world_backend, world, epochs: float, n_people: i
         alice = openai.OpenAI(base_url=server.url + "/v1", api_key="key-alice", max_retries=0)
         bob = openai.OpenAI(base_url=server.url + "/v1", api_key="key-bob", max_retries=0)
         ask = lambda c, **kw: [chat(c, q, **kw)[0] for q, _ in questions]  # noqa: E731
-        score = lambda answers: sum(is_correct(a, v) for a, (_, v) in zip(answers, questions))  # noqa
+        score = lambda answers: sum(  # noqa: E731
+            is_correct(a, v) for a, (_, v) in zip(answers, questions))
         frozen = ask(bob, extra_body={"reverie": {"recall": False}})
         out["frozen"] = score(frozen)
         taught = []

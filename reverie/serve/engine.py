@@ -17,9 +17,6 @@ from dataclasses import dataclass, field
 
 import torch
 
-NEVER = float("inf")
-
-
 @dataclass
 class Sequence:
     """One completion to write. `sink(kind, index, ...)` is called from the worker thread:
@@ -156,7 +153,8 @@ class ModelWorker:
             first = self.queue.get()
             if first is None:
                 return
-            jobs, size, deadline, stop = [first], len(first[1]), time.monotonic() + self.window, False
+            jobs, size, stop = [first], len(first[1]), False
+            deadline = time.monotonic() + self.window
             while size < self.max_batch:
                 try:
                     job = self.queue.get(timeout=max(0.0, deadline - time.monotonic()))

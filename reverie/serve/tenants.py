@@ -16,7 +16,6 @@ import hmac
 import json
 import os
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -224,7 +223,6 @@ class Tenants:
         for path in sorted((self.root / TENANTS_DIR).glob("*")):
             if path.is_dir() and (path / "memory.sqlite").is_file():
                 self.get(path.name)
-        self.last_activity = time.monotonic()
 
     def get(self, name: str) -> Tenant:
         tenant = self._tenants.get(name)
