@@ -347,3 +347,31 @@ def test_serve_command_starts_answers_and_stops_on_a_signal(tmp_path, stop):
     finally:
         p.send_signal(getattr(signal, stop))
         assert p.wait(60) == 0
+
+
+def test_an_overloaded_worker_answers_429_before_storing(server):
+    worker = server.service.worker
+    depth = worker.depth
+    worker.depth = lambda: server.service.cfg.max_queue
+    try:
+        status, out = raw(server, "POST", "/v1/chat/completions", {
+            "model": "world", "messages": [{"role": "user", "content":
+                                            "Silas Jarvis was born in Lisbon."}]})
+    finally:
+        worker.depth = depth
+    assert status == 429 and out["error"]["code"] == "rate_limit_exceeded"
+    assert raw(server, "GET", "/v1/episodes/search?q=Silas+Jarvis")[1]["data"] == []
+
+
+def test_bench_serve_figures_without_a_night():
+    from reverie.bench.serve import ServeBenchConfig, run
+    figures = run(ServeBenchConfig(clients=3, seconds=2, night_at=-1, people=1,
+                                   isolation_questions=6))
+    assert figures["failed_requests"] == 0 and figures["requests"] > 0
+    assert figures["tokens_per_s"] > 0 and figures["idle"]["requests"] == figures["requests"]
+    assert figures["night"]["requests"] == 0 and figures["snapshots_seen"] == {
+        "base": figures["requests"]}
+    iso = figures["isolation"]
+    assert figures["leaks"] == 0 and iso["questions"] == 6
+    assert iso["tenant_b_recall_on"] == iso["frozen_chance_rate"] == 0.0
+    assert iso["tenant_a_recall_on_before_night"] >= 0.5     # measured 0.67 (4 of 6)

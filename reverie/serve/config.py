@@ -63,6 +63,8 @@ class ServeConfig:
     batch_window_ms: float = field(5.0, "how long the model worker waits for more requests "
                                         "to batch with the first one, ms")
     max_batch: int = field(16, "most sequences in one batched generation")
+    max_queue: int = field(256, "completions waiting for the model worker beyond which new ones "
+                                "get 429 (rate_limit_exceeded) instead of an ever longer wait")
     bf16: bool = field(False, "bf16 autocast for generation on CPU: 1.5x faster (measured, world "
                               "model, batch 16), but greedy answers may then differ from the "
                               "fp32 facade's (`reverie ask`) where two tokens nearly tie")
@@ -83,8 +85,9 @@ class ServeConfig:
 
     def __post_init__(self):
         positive(self, "max_body_bytes", "max_tokens", "default_max_tokens", "max_n",
-                 "batch_window_ms", "max_batch", "night_threads", "scheduler_poll_s",
-                 "night_timeout_s", "completions_remembered", "jobs_remembered")
+                 "batch_window_ms", "max_batch", "max_queue", "night_threads",
+                 "scheduler_poll_s", "night_timeout_s", "completions_remembered",
+                 "jobs_remembered")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be in 0..65535, got {self.port}")
         if self.default_max_tokens > self.max_tokens:

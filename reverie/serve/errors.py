@@ -76,7 +76,10 @@ async def on_http(request: Request, exc: HTTPException):
 
 
 async def on_api(request: Request, exc: APIError):
-    return response(exc)
+    out = response(exc)
+    if exc.status == 429:
+        out.headers["Retry-After"] = "1"
+    return out
 
 
 async def on_reverie(request: Request, exc: ReverieError):

@@ -212,6 +212,12 @@ class Service:
                         include_usage=bool(req.stream_options and req.stream_options.include_usage),
                         recall=recall)
 
+    def _admit(self):
+        """Refuse early (before anything is written) when the model worker is this far behind."""
+        if self.worker.depth() >= self.cfg.max_queue:
+            raise APIError(429, f"{self.worker.depth()} completions are waiting for the model; "
+                                f"retry shortly", code="rate_limit_exceeded")
+
     def _context(self, tenant, query: str) -> tuple[str, list]:
         with tenant.lock:
             if not query.strip() or not tenant.memory.store.has_namespace(tenant.name):
@@ -222,6 +228,7 @@ class Service:
     # ------------------------------------------------------------ completions
     def prepare_chat(self, principal: Principal, req, headers) -> Prepared:
         self._check_model(req.model)
+        self._admit()
         tenant = self.tenants.get(principal.tenant)
         serving = tenant.serving                 # why: this request uses it to its very end
         opts = req.reverie
@@ -247,6 +254,7 @@ class Service:
 
     def prepare_text(self, principal: Principal, req, headers) -> Prepared:
         self._check_model(req.model)
+        self._admit()
         tenant = self.tenants.get(principal.tenant)
         serving = tenant.serving
         recall = self._switch(req.reverie and req.reverie.recall,
