@@ -319,7 +319,10 @@ def test_scheduler_starts_nights_on_idleness_or_priority_and_only_for_news():
 
 
 def test_probes_and_scrapes_do_not_count_as_activity(server):
+    import time
     ask(client(server), "Hi")
+    while server.service.activity.in_flight:    # the answer arrives before the count drops
+        time.sleep(0.01)
     before = server.service.activity.last
     raw(server, "GET", "/healthz", key=None)
     raw(server, "GET", "/metrics", key=None)
@@ -360,7 +363,8 @@ def test_an_overloaded_worker_answers_429_before_storing(server):
     finally:
         worker.depth = depth
     assert status == 429 and out["error"]["code"] == "rate_limit_exceeded"
-    assert raw(server, "GET", "/v1/episodes/search?q=Silas+Jarvis")[1]["data"] == []
+    found = raw(server, "GET", "/v1/episodes/search?q=Silas+Jarvis")[1]["data"]
+    assert not any("Silas" in e["text"] for e in found)
 
 
 def test_bench_serve_figures_without_a_night():
