@@ -80,6 +80,7 @@ def test_an_interrupted_deletion_is_finished_on_open(tmp_path, world_backend):
     again.close()
 
 
+@pytest.mark.slow   # half a minute: the lesson builds a retention sample (no gate ran here)
 def test_without_lineage_texts_the_deletion_is_approximate_unlearning(tmp_path, world_backend):
     """A snapshot from before lineage was kept (no night texts): the model is taught to abstain
     on questions about the episode, and that model is committed and served."""

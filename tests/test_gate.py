@@ -116,3 +116,9 @@ def test_gate_config_rejects_bad_values():
         GateConfig(max_contradiction=1.5)
     with pytest.raises(ValueError, match="abstention_probes must be >= 1"):
         GateConfig(abstention_probes=0)
+
+
+def test_the_gate_preset_is_the_defaults():
+    """configs/gate.yaml documents the defaults; the two must not drift apart."""
+    from reverie import config
+    assert config.load(GateConfig, "gate") == GateConfig()

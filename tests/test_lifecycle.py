@@ -52,6 +52,7 @@ def test_nothing_to_consolidate_is_a_skipped_night(tmp_path, world_backend):
     r.close()
 
 
+@pytest.mark.slow   # about a minute: a child process builds the gate's samples from scratch
 def test_sleep_cli_reports_the_night(tmp_path):
     src = tmp_path / "day.txt"
     src.write_text("\n".join(DAY) + "\n")
