@@ -49,7 +49,7 @@ class GatePreset:
     sleep: dict = field(default_factory=lambda: {
         "dream.question_samples": 1, "dream.max_new_tokens": 96,
         "rehearsal.generative_samples": 8, "rehearsal.generative_max_tokens": 24,
-        "train.epochs": 1.0})
+        "train.epochs": 1.0, "budget_episodes": 6})   # refused episodes wait, within a budget
     deletion_epochs: float = 4.0        # the deleted people must be learned first
 
 
@@ -266,7 +266,8 @@ def deletion(preset, world, base, seed, embedder, progress) -> dict:
         # why: the gate is off here; this part measures unlearning, and needs the people in
         # the weights first (4 epochs), which the gate refuses today for eroded abstention
         r = Reverie(tmp, model=base, embedder=embedder, gate=GateConfig(enabled=False),
-                    sleep=_sleep_config(preset, seed, **{"train.epochs": preset.deletion_epochs}))
+                    sleep=_sleep_config(preset, seed, **{"train.epochs": preset.deletion_epochs,
+                                                         "budget_episodes": 64}))
         ids = {}
         for group in (doomed + kept[:preset.keep_people], kept[preset.keep_people:]):
             for p, x in zip(group, r.ingest([render.biography(p, rng) for p in group])):

@@ -42,6 +42,9 @@ class GateConfig:
     deletion_abstention: float = field(0.9, "after an exact deletion, the share of probe "
                                             "questions the model must abstain on; below it the "
                                             "model is taught to abstain on them")
+    lesson_epochs: float = field(4.0, "passes of that abstention lesson")
+    lesson_lr: float = field(3e-4, "its peak learning rate (3 people forgotten: 3e-4 kept "
+                                    "retention 0.98 with abstention 0.89; 5e-4: 0.96, 1.0)")
     # probe sizes
     questions_per_episode: int = field(4, "acquisition questions kept per episode")
     retention_base: int = field(48, "questions of the base sample of earlier knowledge, built "

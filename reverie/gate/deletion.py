@@ -162,18 +162,28 @@ def _purge(r, forgotten: set) -> list[str]:
 
 
 def _unlearn(r, questions: list[str], ids: list[int]) -> None:
-    """Approximate path: a short night of "I don't know." on the forgotten questions, the
-    retention sample as it stands, and a KL to the model's own samples."""
+    """A short night of "I don't know." on the forgotten questions, held in place by the
+    retention sample, the model's own answers about the episodes it keeps, and a KL to its own
+    samples."""
     from reverie.models.batching import Example
     from reverie.sleep.strategies.base import Night
     from reverie.sleep.strategies.distill import Distill
     from reverie.sleep.train import train
     cfg = copy.deepcopy(r.sleep_cfg)
-    cfg.train.epochs = max(cfg.train.epochs, 4.0)
-    keep = [p for p in r.gate._all_retention()
+    cfg.train.epochs, cfg.train.lr = r.gate.cfg.lesson_epochs, r.gate.cfg.lesson_lr
+    keep = [(p["question"], p["answer"]) for p in r.gate._all_retention()
             if p["episode"] is None or int(p["episode"]) not in ids]
+    if not keep:        # no gate sample yet (gate off): what the model knows, from its writing
+        keep = [(p["question"], p["answer"])
+                for p in P.base_sample(r.backend, r.gate.cfg.retention_base, cfg.seed)]
+    # why: the neighbours matter most; questions about the episodes kept in the lineage, with
+    # the model's own closed-book answers as targets, so the lesson moves only the forgotten
+    kept = [e["text"] for m in snapshots.lineage(r.data_dir, r.active)
+            for e in m.get("night", {}).get("episodes", [])][-32:]
+    near = [q for ps in P.write_questions(r.backend, kept, 2) for q, _ in ps]
+    keep += list(zip(near, r.backend.answer(near))) if near else []
     material = [Example("unlearn", question=q, answer=ABSTAIN) for q in questions]
-    material += [Example("retain", question=p["question"], answer=p["answer"]) for p in keep]
+    material += [Example("retain", question=q, answer=a) for q, a in keep]
     generative = [Example("generative", text=t) for t in P.own_text(r.backend, 32, 48, cfg.seed)]
     model = copy.deepcopy(r.backend.model)
     state = copy.deepcopy(r.state)
