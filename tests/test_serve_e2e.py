@@ -136,6 +136,12 @@ def run_day_and_night(tmp_path, world_backend, world, epochs: float, n_people: i
         out["metrics"] = get(server, "/metrics", "key-alice")
         out["abstain_after"] = sum(map(is_abstention, ask(alice, extra_body={
             "reverie": {"recall": False}})))
+        if forget:   # the admin rolls back to the base model and forward again
+            sid = out["job"]["snapshot"]
+            post(server, "/v1/snapshots/base/activate", ADMIN, {"tenant": "alice"})
+            out["fingerprint_rolled_back"] = chat(alice, questions[0][0])[1].system_fingerprint
+            post(server, f"/v1/snapshots/{sid}/activate", ADMIN, {"tenant": "alice"})
+            out["fingerprint_rolled_forward"] = chat(alice, questions[0][0])[1].system_fingerprint
         if forget:   # deleting a consolidated episode reaches the weights, then swaps
             out["deleted"] = delete(server, f"/v1/episodes/{taught[0]}", "key-alice")
             out["forget_job"] = wait_for(server, out["deleted"]["job"], "key-alice")
@@ -188,6 +194,8 @@ def test_teach_recall_sleep_swap_and_isolation(tmp_path, world_backend, world):
     assert out["frozen"] == 0 and out["closed_before"] == 0
     assert out["recall_before"] >= 4
     assert out["search"] == [] and out["recall_after"] == out["closed_after"]
+    assert out["fingerprint_rolled_back"] == "base"
+    assert out["fingerprint_rolled_forward"] == out["job"]["snapshot"]
     # forgetting the one consolidated episode rebuilds the lineage without it: nothing is left
     # to replay, so the tenant is served by the base model again
     assert out["deleted"]["weights"] == "queued"
