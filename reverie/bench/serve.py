@@ -4,7 +4,8 @@ One run reads top to bottom: start the service on loopback (configs/serve-small.
 is taught people of the world stream -> the frozen model's answers to A's questions (tenant B,
 recall off: the chance rate) -> `clients` threads ask A's questions for `seconds`, a quarter of
 them streamed; a night starts at `night_at` and swaps when it ends; the load goes on until
-then -> tenant B asks `isolation_questions` about A's facts, recall on and off -> figures.
+then and `idle_after` seconds past it -> tenant B asks `isolation_questions` about A's facts,
+recall on and off -> figures.
 
 Latency is split by whether a request overlapped the night (night) or not (idle). A request
 "mixes" snapshots if it started after a response from the new snapshot and was answered by the
@@ -29,8 +30,10 @@ KEY_A, KEY_B, ADMIN = "bench-a", "bench-b", "bench-admin"
 @dataclass
 class ServeBenchConfig:
     clients: int = field(16, "concurrent clients")
-    seconds: float = field(60.0, "shortest load, seconds (it goes on until the night swapped)")
+    seconds: float = field(60.0, "shortest load, seconds (it goes on past the swap)")
     night_at: float = field(5.0, "when the night starts, seconds into the load (< 0: no night)")
+    idle_after: float = field(10.0, "load kept on after the swap, seconds (idle latency is "
+                                    "measured before the night and after it)")
     people: int = field(4, "people tenant A is taught (one biography episode each)")
     epochs: float = field(1.0, "the night's epochs (1: a short night; 12 learns the facts)")
     isolation_questions: int = field(50, "questions tenant B asks about A's facts, per switch")
@@ -175,7 +178,7 @@ def run(cfg: ServeBenchConfig, progress=None) -> dict:
 
 
 def _load(cfg: ServeBenchConfig, server, questions, progress) -> dict:
-    """`clients` threads asking for `seconds` (and until the night swapped)."""
+    """`clients` threads asking for `seconds`, and until `idle_after` past the swap."""
     records, stop, clients = [], threading.Event(), []
     lock, t0 = threading.Lock(), time.monotonic()
 
@@ -212,7 +215,8 @@ def _load(cfg: ServeBenchConfig, server, questions, progress) -> dict:
             if state["status"] not in ("queued", "running"):
                 night.update(finished=time.monotonic() - t0, job=state)
                 progress(message=f"night {state['status']} at {night['finished']:.1f} s")
-        done_night = cfg.night_at < 0 or night.get("finished")
+        done_night = cfg.night_at < 0 or (night.get("finished") is not None and
+                                          now >= night["finished"] + cfg.idle_after)
         if now >= cfg.seconds and done_night:
             break
         if int(now) != shown:
