@@ -76,7 +76,12 @@ def run(args):
 
     print(f"\nThe day: {len(day)} episodes ingested ({args.people} new people, 2 chatter).")
     print(f"The night: strategy {report.get('strategy')}, {report.get('episodes', 0)} episodes, "
-          f"{report.get('train_tokens', 0):,} training tokens, {night_s:.0f} s.\n")
+          f"{report.get('train_tokens', 0):,} training tokens, {night_s:.0f} s.")
+    gate = report.get("gate") or {}
+    verdict = "accepted: the new snapshot serves" if report.get("accepted") else \
+        "rejected: the old snapshot keeps serving, the episodes stay in the hippocampus"
+    reasons = "; ".join(gate.get("reasons", []))
+    print(f"The gate: {verdict}" + (f" ({reasons})" if reasons else "") + ".\n")
     w = max(len(q) for q in qs)
     print(f"{'question (held-out phrasing)':<{w}}  {'truth':<24} before ingest | with recall | "
           f"after night, recall off")

@@ -48,6 +48,8 @@ def register(sub):
     p.add_argument("--json", required=True, help="where to write the figures")
     p.add_argument("--seed", type=int, default=0, help="stream and night seed (default 0)")
     p.add_argument("--model", default=None, help="override the preset's model")
+    p.add_argument("--workers", type=int, default=1,
+                   help="strategies run side by side in this many processes, one thread each")
     p.set_defaults(func=_lifelong)
 
     from reverie.bench.serve import add_parser as add_serve  # `reverie bench serve`
@@ -68,7 +70,7 @@ def _lifelong(args):
     bar = Bar("bench lifelong")
     try:
         figures = run_lifelong(args.preset, strategies, seed=args.seed, model=args.model,
-                               progress=bar)
+                               progress=bar, workers=args.workers)
     finally:
         bar.close()
     out.write_text(json.dumps(figures, indent=2))

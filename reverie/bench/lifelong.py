@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 
 from reverie.gate import metrics
+from reverie.gate.config import GateConfig
 from reverie.models.backend import Backend
 from reverie.sleep.config import SleepConfig
 from reverie.world import render
@@ -44,7 +45,8 @@ PRESETS = {
                     {"train.epochs": 1.0, "dream.question_samples": 2,
                      "rehearsal.generative_samples": 32},
                     base_people=20, unknown_people=10, locality_prompts=10),
-    "quick": Preset("world", StreamConfig(days=4, new_per_day=8),
+    # why 3 days of 4 people: every strategy in under 30 minutes on 2 cores (--workers 2)
+    "quick": Preset("world", StreamConfig(days=3, new_per_day=4),
                     ("frozen", "rag", "naive", "replay", "ewc", "lora", "distill", "progressive",
                      "cls")),
     "real": Preset("smollm2", StreamConfig(days=1, new_per_day=8, updates_per_day=0,
@@ -150,8 +152,11 @@ def run_strategy(strategy: str, preset: Preset, stream, probes: Probes, pre: Bac
     clock = Clock()
     start = time.time()
     with tempfile.TemporaryDirectory(prefix=f"reverie-{strategy}-") as tmp:
+        # why gate off: the bench measures what each strategy does to the model; behind the
+        # gate a harmful night would be rejected and the strategy would look like `frozen`
         r = Reverie(tmp, model=Backend(_clone(pre.model), pre.tokenizer, pre.path),
-                    sleep=sleep_config(strategy, preset.sleep, seed), embedder=embedder, now=clock)
+                    sleep=sleep_config(strategy, preset.sleep, seed), embedder=embedder, now=clock,
+                    gate=GateConfig(enabled=False))
         ids_of_event: list = []
         R, nights = [], []
         for day, events in enumerate(stream.days):
@@ -228,12 +233,48 @@ def _final_figures(r, recall: bool, probes: Probes, R: list, day0: dict, pre, re
     }
 
 
+class Setup:
+    """What every strategy of one run shares: the stream, the probes, the pre-stream model and
+    its day-0 figures. Rebuilt identically (same seed) in each worker process."""
+
+    def __init__(self, preset_name: str, seed: int, model: str | None, progress=None):
+        self.preset = PRESETS[preset_name]
+        world = World.build(WorldConfig(seed=0))
+        self.stream = build_stream(world, StreamConfig(**{**self.preset.stream.__dict__,
+                                                          "seed": seed}))
+        self.probes = Probes(world, self.stream, self.preset, seed)
+        self.pre = Backend.load(model or self.preset.model, progress=progress)
+        self.reference = locality_reference(self.pre, self.probes.locality)
+        base_answers = self.pre.answer([q for q, _ in self.probes.base])
+        base_hits = [is_correct(a, v) for a, (_, v) in zip(base_answers, self.probes.base)]
+        self.day0 = {"base_hits": base_hits, "base": sum(base_hits) / max(1, len(base_hits))}
+
+    def run(self, strategy: str, seed: int, embedder=None, progress=None) -> dict:
+        return run_strategy(strategy, self.preset, self.stream, self.probes, self.pre,
+                            self.reference, self.day0, seed, embedder=embedder, progress=progress)
+
+
+def _worker(args) -> tuple:
+    """One strategy in its own process, on one thread (see run_lifelong's `workers`)."""
+    preset_name, strategy, seed, model = args
+    torch.set_num_threads(1)
+    setup = Setup(preset_name, seed, model)
+    from reverie.memory.embedder import shared
+    return strategy, setup.run(strategy, seed, embedder=shared())
+
+
 def run_lifelong(preset_name: str, strategies: list | None = None, seed: int = 0,
-                 model: str | None = None, progress=None) -> dict:
-    """Every strategy of the preset through the same stream and probes; the benchmark's JSON."""
+                 model: str | None = None, progress=None, workers: int = 1) -> dict:
+    """Every strategy of the preset through the same stream and probes; the benchmark's JSON.
+
+    workers > 1 runs strategies side by side in separate processes of one thread each (on small
+    models one thread per process does more work per core than one process on all of them); the
+    figures are the same, only sleep_seconds and tokens_per_s then describe one core."""
     from reverie.errors import ReverieError
     if preset_name not in PRESETS:
         raise ReverieError(f"unknown preset {preset_name!r}; use one of {', '.join(PRESETS)}")
+    if workers < 1:
+        raise ReverieError(f"--workers must be at least 1, got {workers}")
     preset = PRESETS[preset_name]
     strategies = list(strategies or preset.strategies)
     from reverie.sleep.strategies import STRATEGIES
@@ -243,23 +284,26 @@ def run_lifelong(preset_name: str, strategies: list | None = None, seed: int = 0
                            f"{', '.join(list(BASELINES) + list(STRATEGIES))}")
     progress = progress or (lambda **kw: None)
     start = time.time()
-    world = World.build(WorldConfig(seed=0))
-    stream = build_stream(world, StreamConfig(**{**preset.stream.__dict__, "seed": seed}))
-    probes = Probes(world, stream, preset, seed)
-    pre = Backend.load(model or preset.model, progress=progress)
-    reference = locality_reference(pre, probes.locality)
-    base_answers = pre.answer([q for q, _ in probes.base])
-    base_hits = [is_correct(a, v) for a, (_, v) in zip(base_answers, probes.base)]
-    day0 = {"base_hits": base_hits, "base": sum(base_hits) / max(1, len(base_hits))}
-    from reverie.memory.embedder import shared
-    embedder = shared()
+    setup = Setup(preset_name, seed, model, progress)
     results = {}
-    for s in strategies:
-        progress(message=f"strategy {s}")
-        results[s] = run_strategy(s, preset, stream, probes, pre, reference, day0, seed,
-                                  embedder=embedder, progress=progress)
-    return {"preset": preset_name, "model": str(pre.path), "seed": seed,
-            "stream": preset.stream.__dict__, "day0_base_closed_book": round(day0["base"], 4),
+    if workers == 1:
+        from reverie.memory.embedder import shared
+        embedder = shared()
+        for s in strategies:
+            progress(message=f"strategy {s}")
+            results[s] = setup.run(s, seed, embedder=embedder, progress=progress)
+    else:
+        import multiprocessing
+        jobs = [(preset_name, s, seed, model) for s in strategies]
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            for s, row in pool.imap_unordered(_worker, jobs):
+                progress(message=f"strategy {s} done")
+                results[s] = row
+        results = {s: results[s] for s in strategies}
+    probes = setup.probes
+    return {"preset": preset_name, "model": str(setup.pre.path), "seed": seed,
+            "stream": preset.stream.__dict__, "workers": workers,
+            "day0_base_closed_book": round(setup.day0["base"], 4),
             "n_probes": {"acquisition": sum(map(len, probes.by_day)),
                          "updates": len(probes.updates), "base": len(probes.base),
                          "abstention": len(probes.unknown), "locality": len(probes.locality)},
