@@ -227,3 +227,22 @@ def test_a_full_night_answers_with_recall_off(tmp_path, world_backend, world, ga
         assert job["status"] == "rejected" and job["accepted"] is False and job["gate"]["reasons"]
         assert out["fingerprint_after"] == "base" and not any(s["active"] for s in out["snapshots"])
         assert out["recall_after"] == out["recall_before"] and out["closed_after"] == 0
+
+
+@pytest.mark.slow
+def test_the_scheduler_sleeps_when_the_service_is_idle(tmp_path, world_backend, world):
+    cfg = config.load(ServeConfig, "serve-small", [f"data={tmp_path}", "idle_night_s=2",
+                                                   "scheduler_poll_s=0.5", "gate.enabled=false"])
+    lessons, _ = people_and_questions(world, 1)
+    with Running(Service(cfg, KEYS, ADMIN, backend=world_backend)) as server:
+        alice = openai.OpenAI(base_url=server.url + "/v1", api_key="key-alice", max_retries=0)
+        chat(alice, lessons[0])
+        deadline = time.monotonic() + 600
+        while not server.service.nights.jobs and time.monotonic() < deadline:
+            time.sleep(0.2)
+        job = next(iter(server.service.nights.jobs.values()))
+        assert job.trigger == "idle" and job.tenant == "alice"
+        done = wait_for(server, job.id, "key-alice")
+        assert done["status"] == "succeeded" and done["snapshot"]
+        time.sleep(3 * cfg.scheduler_poll_s + cfg.idle_night_s)
+        assert len(server.service.nights.jobs) == 1          # nothing new: no second night
