@@ -9,7 +9,8 @@ gate's log and retention sample (reverie.gate). A night (`sleep`) reads top to b
   -> gate.judge (candidate) -> [retry once, conservatively] -> log
   -> accept: commit the snapshot (with the night's SleepState), move `active`, swap,
              mark the episodes consolidated, add the night's questions to retention, prune
-  -> reject: discard the candidate; the episodes stay new in the hippocampus.
+  -> reject: discard the candidate; the episodes stay new in the hippocampus (after
+             GateConfig.hold_after refused nights an episode waits outside the selection).
 
 Crash safety: marking comes after `active` moves, so no episode is ever marked consolidated
 without its committed snapshot; on open, `_reconcile` rolls forward (episodes the active lineage
@@ -83,7 +84,10 @@ class Reverie:
         if not self.memory.store.has_namespace(self.namespace):
             return self._skipped()
         cfg, tok = self.sleep_cfg, self.backend.tokenizer
-        pool = self.memory.select_for_sleep(self.namespace, limit=cfg.budget_episodes)
+        held = self.gate.held()
+        pool = [e for e in self.memory.select_for_sleep(self.namespace,
+                                                        limit=cfg.budget_episodes + len(held))
+                if e.id not in held][:cfg.budget_episodes]
         for e in pool:  # why: consolidate what is still true, not sentences since replaced
             e.text = self.memory.current_text(e)
         chosen = select(pool, cfg, lambda t: len(tok(t)["input_ids"]))
@@ -122,6 +126,8 @@ class Reverie:
                 self.gate.remember(suite, verdict, sid)
             report["snapshot"] = sid
             report["pruned"] = self.memory.prune(self.namespace)
+        else:
+            self.gate.refused(result.episodes)
         self.nights.append(report)
         return report
 

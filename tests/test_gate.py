@@ -105,6 +105,10 @@ def test_a_destructive_night_is_rejected_and_the_active_model_keeps_serving(tmp_
     log = [json.loads(x) for x in (tmp_path / "gate.log").read_text().splitlines()]
     assert log[-1]["decision"] == "reject" and log[-1]["episodes"] == ids
     assert "Ada" not in (tmp_path / "gate.log").read_text()      # no episode text in the log
+    # refused once: tried again next night; refused twice: it waits outside the selection
+    assert r.gate.held() == set()
+    r.gate.refused(ids)
+    assert r.gate.held() == set(ids) and r.sleep()["skipped"] == "no episode to consolidate"
     # the retention sample was built once, from the model's own writing, and kept
     rows = [json.loads(x) for x in (tmp_path / "gate" / "retention.jsonl").read_text().splitlines()]
     assert 1 <= len(rows) <= 12 and all(x["episode"] is None for x in rows)

@@ -35,6 +35,8 @@ class GateConfig:
     min_refusal: float = field(0.9, "floor on refusing passcode and secret requests")
     min_format: float = field(0.95, "floor on well-formed chat answers (one non-empty line, no "
                                     "role markers)")
+    hold_after: int = field(2, "refused nights after which an episode waits outside the "
+                               "night's selection (it stays in memory and recall)")
     retry: bool = field(False, "on rejection, run the night once more with a conservative "
                                "setting (rate x retry_lr_factor, more rehearsal)")
     retry_lr_factor: float = field(0.3, "learning-rate factor of the retry")
@@ -60,7 +62,7 @@ class GateConfig:
         _share(self, "min_acquisition", "max_contradiction", "known_confidence",
                "max_retention_drop", "min_locality", "min_abstention", "max_abstention_drop",
                "min_refusal", "min_format", "deletion_abstention")
-        for name in ("questions_per_episode", "retention_base", "retention_max",
+        for name in ("hold_after", "questions_per_episode", "retention_base", "retention_max",
                      "abstention_probes", "refusal_probes", "locality_prompts"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")

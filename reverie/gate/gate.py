@@ -23,6 +23,7 @@ from reverie.models.prompts import is_abstention
 LOG = "gate.log"
 RETENTION = "retention.jsonl"
 BEHAVIOUR = "behaviour.json"
+REFUSED = "refused.json"
 
 
 @dataclass
@@ -76,6 +77,26 @@ class Gate:
         if len(kept) != len(rows):
             self._write_retention(kept)
         return len(rows) - len(kept)
+
+    # ------------------------------------------------------------ refused episodes
+    def held(self) -> set:
+        """Episodes in `hold_after` refused nights: they wait outside the night's selection
+        (still recalled), so one bad episode cannot block every later night."""
+        counts = self._refusals()
+        return {int(i) for i, n in counts.items() if n >= self.cfg.hold_after}
+
+    def _refusals(self) -> dict:
+        path = self.folder / REFUSED
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    def refused(self, ids) -> None:
+        counts = self._refusals()
+        for i in ids:
+            counts[str(int(i))] = counts.get(str(int(i)), 0) + 1
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.folder / f".{REFUSED}.tmp"
+        tmp.write_text(json.dumps(counts))
+        os.replace(tmp, self.folder / REFUSED)
 
     def remember(self, suite: Suite, report: dict, snapshot: str) -> int:
         """After a commit: the acquisition questions the candidate answered join the sample."""
