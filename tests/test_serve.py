@@ -4,6 +4,7 @@ recall and storing switches, memory endpoints, tenants and keys, errors, metrics
 import http.client
 import json
 
+import numpy as np
 import openai
 import pytest
 
@@ -379,3 +380,28 @@ def test_bench_serve_figures_without_a_night():
     assert figures["leaks"] == 0 and iso["questions"] == 6
     assert iso["tenant_b_recall_on"] == iso["frozen_chance_rate"] == 0.0
     assert iso["tenant_a_recall_on_before_night"] >= 0.5     # measured 0.67 (4 of 6)
+
+
+def test_concurrent_recall_queries_are_embedded_in_one_batch():
+    import threading
+    from reverie.memory.config import MemoryConfig
+    from reverie.memory.embedder import HashingEmbedder
+    from reverie.serve.recall import BatchedQueries
+    calls, hashing = [], HashingEmbedder(64)
+
+    def inner(texts):
+        calls.append(len(texts))
+        return hashing(texts)
+
+    embedder = BatchedQueries(MemoryConfig(), window_ms=200, inner=inner)
+    texts = [f"Where was person {i} born?" for i in range(8)]
+    threads = [threading.Thread(target=embedder.prefetch, args=(t,)) for t in texts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert calls == [8]                                   # one batch for the burst
+    assert np.allclose(embedder(texts[::-1]), hashing(texts[::-1]))   # served from the cache
+    assert calls == [8]
+    embedder(["an episode to store"])                      # not prefetched: straight through
+    assert calls == [8, 1]

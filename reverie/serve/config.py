@@ -63,6 +63,8 @@ class ServeConfig:
     batch_window_ms: float = field(5.0, "how long the model worker waits for more requests "
                                         "to batch with the first one, ms")
     max_batch: int = field(16, "most sequences in one batched generation")
+    recall_window_ms: float = field(3.0, "how long a recall waits for other requests' queries to "
+                                         "embed them in one batch, ms (0: each on its own)")
     max_queue: int = field(256, "completions waiting for the model worker beyond which new ones "
                                 "get 429 (rate_limit_exceeded) instead of an ever longer wait")
     bf16: bool = field(False, "bf16 autocast for generation on CPU: 1.5x faster (measured, world "
@@ -99,8 +101,10 @@ class ServeConfig:
         if self.store_chat not in STORE_MODES:
             raise ValueError(f"store_chat must be one of {', '.join(STORE_MODES)}, got "
                              f"{self.store_chat!r}")
-        if self.threads < 0 or self.idle_night_s < 0 or self.priority_night < 0:
-            raise ValueError("threads, idle_night_s and priority_night must be >= 0")
+        if self.threads < 0 or self.idle_night_s < 0 or self.priority_night < 0 or \
+                self.recall_window_ms < 0:
+            raise ValueError("threads, idle_night_s, priority_night and recall_window_ms must "
+                             "be >= 0")
         try:
             check_namespace_name(self.open_tenant)
         except ReverieError as e:

@@ -20,6 +20,7 @@ from reverie.serve.engine import ModelWorker, Sequence
 from reverie.serve.errors import APIError
 from reverie.serve.metrics import Metrics
 from reverie.serve.nights import Nights, Scheduler
+from reverie.serve.recall import BatchedQueries
 from reverie.serve.tenants import Auth, Principal, Serving, Tenants
 
 SWITCH = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}
@@ -114,7 +115,8 @@ class Service:
         self.auth = Auth(keys or {}, admin_key, cfg.open_tenant)
         self.metrics = Metrics()
         self.base = Serving.of(backend or Backend.load(cfg.model), None)
-        self.tenants = Tenants(cfg.data, self.base, cfg)
+        self.embedder = BatchedQueries(cfg.memory, cfg.recall_window_ms)
+        self.tenants = Tenants(cfg.data, self.base, cfg, self.embedder)
         self.activity = Activity()
         self.worker = ModelWorker(cfg.batch_window_ms, cfg.max_batch, on_batch=self._on_batch,
                                   bf16=cfg.bf16)
@@ -218,7 +220,13 @@ class Service:
             raise APIError(429, f"{self.worker.depth()} completions are waiting for the model; "
                                 f"retry shortly", code="rate_limit_exceeded")
 
+    def _prefetch(self, query: str):
+        """Embed the query with the others arriving now, before the memory lock (recall.py)."""
+        if self.cfg.recall_window_ms > 0 and query.strip():
+            self.embedder.prefetch(query[:4000])        # the slice Memory.recall embeds
+
     def _context(self, tenant, query: str) -> tuple[str, list]:
+        self._prefetch(query)
         with tenant.lock:
             if not query.strip() or not tenant.memory.store.has_namespace(tenant.name):
                 return "", []
@@ -303,6 +311,7 @@ class Service:
         if not q.strip():
             raise APIError(400, "q is empty; pass the words to look for", param="q",
                            code="invalid_value")
+        self._prefetch(q)
         with tenant.lock:
             if not tenant.memory.store.has_namespace(tenant.name):
                 return []

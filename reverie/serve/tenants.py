@@ -100,11 +100,11 @@ class Tenant:
     """One tenant's memory (through the facade) and the Serving it answers from. `lock` guards
     the memory: SQLite, the dense index and the recall counts are used one request at a time."""
 
-    def __init__(self, name: str, root: Path, base: Serving, cfg):
+    def __init__(self, name: str, root: Path, base: Serving, cfg, embedder=None):
         self.name, self.dir = name, Path(root) / TENANTS_DIR / name
         self.lock = threading.RLock()
         self.reverie = Reverie(self.dir, model=base.backend, sleep=cfg.sleep, memory=cfg.memory,
-                               namespace=name, gate=cfg.gate)
+                               namespace=name, gate=cfg.gate, embedder=embedder)
         active = snapshots.active_id(self.dir)
         self.serving = base if self.reverie.backend is base.backend else \
             Serving.of(self.reverie.backend, active)
@@ -216,8 +216,8 @@ class Tenant:
 class Tenants:
     """Tenants by name, opened on first use (and at start for those already on disk)."""
 
-    def __init__(self, root, base: Serving, cfg):
-        self.root, self.base, self.cfg = Path(root), base, cfg
+    def __init__(self, root, base: Serving, cfg, embedder=None):
+        self.root, self.base, self.cfg, self.embedder = Path(root), base, cfg, embedder
         self._tenants: dict = {}
         self._lock = threading.Lock()
         for path in sorted((self.root / TENANTS_DIR).glob("*")):
@@ -231,7 +231,7 @@ class Tenants:
                 tenant = self._tenants.get(name)
                 if tenant is None:
                     check_namespace_name(name)  # why: before any folder is made for it
-                    tenant = Tenant(name, self.root, self.base, self.cfg)
+                    tenant = Tenant(name, self.root, self.base, self.cfg, self.embedder)
                     self._tenants[name] = tenant
         return tenant
 
