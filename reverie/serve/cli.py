@@ -22,19 +22,24 @@ def _serve(args):
 
     from reverie import config
     from reverie.serve.config import ServeConfig, load_keys
-    from reverie.serve.server import serve_forever
+    from reverie.serve.server import bind, serve_forever
     from reverie.serve.service import Service
     flags = {"model": args.model, "host": args.host, "port": args.port, "data": args.data}
     overrides = args.overrides + [f"{k}={v}" for k, v in flags.items() if v is not None]
     cfg = config.load(ServeConfig, args.preset, overrides)
     keys, admin = load_keys(cfg)
+    sock = bind(cfg.host, cfg.port)          # why: a taken port fails before the model loads
     if not args.threads:
         torch.set_num_threads(cfg.serving_threads())
-    service = Service(cfg, keys, admin)
+    try:
+        service = Service(cfg, keys, admin)
+    except BaseException:
+        sock.close()
+        raise
     mode = "open (no API key)" if service.auth.open else f"{len(set(keys.values()))} tenant(s)"
 
     def ready(port):
         print(f"reverie serve: http://{cfg.host}:{port}/v1  model {cfg.served_name}  {mode}  "
               f"data {cfg.data}", file=sys.stderr, flush=True)
 
-    serve_forever(service, cfg.host, cfg.port, on_ready=ready)
+    serve_forever(service, sock, on_ready=ready)

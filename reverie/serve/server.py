@@ -84,10 +84,9 @@ class _Server(uvicorn.Server):
         return handled()
 
 
-def serve_forever(service: Service, host: str, port: int, on_ready=None) -> None:
-    """Serve until SIGINT or SIGTERM, then shut down gracefully: in-flight requests finish,
-    a running night is stopped, the memories are flushed."""
-    sock = bind(host, port)
+def serve_forever(service: Service, sock: socket.socket, on_ready=None) -> None:
+    """Serve on the bound socket until SIGINT or SIGTERM, then shut down gracefully: in-flight
+    requests finish, a running night is stopped, the memories are flushed."""
     if on_ready:
         on_ready(sock.getsockname()[1])
     config = uvicorn.Config(create_app(service), log_level="warning", access_log=False,

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reverie import snapshots
+from reverie.errors import ReverieError
 from reverie.lifecycle import Reverie
 from reverie.memory.salience import surprise_scorer
 from reverie.memory.store import check_namespace_name
@@ -218,6 +219,11 @@ class Tenants:
 
     def __init__(self, root, base: Serving, cfg, embedder=None):
         self.root, self.base, self.cfg, self.embedder = Path(root), base, cfg, embedder
+        try:    # why: a bad data directory fails at start, not on the first request
+            (self.root / TENANTS_DIR).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ReverieError(f"cannot use --data {str(self.root)!r} ({e.strerror}); pass a "
+                               f"writable directory") from None
         self._tenants: dict = {}
         self._lock = threading.Lock()
         for path in sorted((self.root / TENANTS_DIR).glob("*")):
