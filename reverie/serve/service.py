@@ -21,7 +21,7 @@ from reverie.serve.errors import APIError
 from reverie.serve.metrics import Metrics
 from reverie.serve.nights import Nights, Scheduler
 from reverie.serve.recall import BatchedQueries
-from reverie.serve.tenants import Auth, Principal, Serving, Tenants
+from reverie.serve.tenants import Auth, Principal, Serving, Tenants, prepare_root
 
 SWITCH = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}
 
@@ -114,6 +114,7 @@ class Service:
         self.cfg = cfg
         self.auth = Auth(keys or {}, admin_key, cfg.open_tenant)
         self.metrics = Metrics()
+        prepare_root(cfg.data)                   # why: before the model loads (seconds)
         self.base = Serving.of(backend or Backend.load(cfg.model), None)
         self.embedder = BatchedQueries(cfg.memory, cfg.recall_window_ms)
         self.tenants = Tenants(cfg.data, self.base, cfg, self.embedder)

@@ -214,16 +214,21 @@ class Tenant:
             self.reverie.close()
 
 
+def prepare_root(root: Path) -> None:
+    """A bad data directory fails at start with one line, not on the first request."""
+    try:
+        (Path(root) / TENANTS_DIR).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ReverieError(f"cannot use --data {str(root)!r} ({e.strerror}); pass a writable "
+                           f"directory") from None
+
+
 class Tenants:
     """Tenants by name, opened on first use (and at start for those already on disk)."""
 
     def __init__(self, root, base: Serving, cfg, embedder=None):
         self.root, self.base, self.cfg, self.embedder = Path(root), base, cfg, embedder
-        try:    # why: a bad data directory fails at start, not on the first request
-            (self.root / TENANTS_DIR).mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise ReverieError(f"cannot use --data {str(self.root)!r} ({e.strerror}); pass a "
-                               f"writable directory") from None
+        prepare_root(self.root)
         self._tenants: dict = {}
         self._lock = threading.Lock()
         for path in sorted((self.root / TENANTS_DIR).glob("*")):
