@@ -10,12 +10,13 @@ import random
 import resource
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from reverie.config import field, positive
 from reverie.errors import ReverieError
+from reverie.world.stream import StreamConfig
 
 DAY = 86400.0
 T0 = 1_700_000_000.0   # simulated clock start (unix seconds)
@@ -26,19 +27,17 @@ class MemoryBenchConfig:
     episodes: int = field(5000, "episodes ingested (stream first; filler pads beyond it)")
     seed: int = field(0, "stream seed; filler, probes and latency queries derive from it")
     model: str = field("world", "model for surprise and answers")
-    days: int = field(50, "days of the stream")
-    new_per_day: int = field(8, "new people per day (the world holds 400 stream people)")
-    updates_per_day: int = field(20, "job changes and moves per day")
-    noise_per_day: int = field(52, "chatter episodes per day")
-    restatements_per_day: int = field(15, "restated known facts per day")
-    repeats_per_day: int = field(6, "repeats of earlier episodes per day")
-    feedback_per_day: int = field(2, "episodes marked important per day")
+    stream: StreamConfig = field(StreamConfig(days=50, new_per_day=8, updates_per_day=20,
+                                              noise_per_day=52, restatements_per_day=15,
+                                              repeats_per_day=6, feedback_per_day=2),
+                                 "the world's stream (the world holds 400 stream people); its "
+                                 "seed is the bench's")
     batch_size: int = field(256, "episodes per ingest call (one commit each)")
     latency_queries: int = field(300, "recall calls timed for the latency figures")
     answer_batch: int = field(64, "questions per generation batch")
 
     def __post_init__(self):
-        positive(self, "episodes", "days", "batch_size", "latency_queries", "answer_batch")
+        positive(self, "episodes", "batch_size", "latency_queries", "answer_batch")
 
 
 # ---------------------------------------------------------------- filler (no names, no facts)
@@ -104,21 +103,18 @@ def rss_mb() -> dict:
 def build(cfg: MemoryBenchConfig):
     """World, stream and the day-by-day ingest plan: list of (day, [(event_index|None, text)])."""
     from reverie.world.people import World, WorldConfig
-    from reverie.world.stream import StreamConfig, build_stream
+    from reverie.world.stream import build_stream
     world = World.build(WorldConfig(seed=0))     # the world the world model was trained on
     try:
-        stream = build_stream(world, StreamConfig(
-            days=cfg.days, new_per_day=cfg.new_per_day, updates_per_day=cfg.updates_per_day,
-            noise_per_day=cfg.noise_per_day, repeats_per_day=cfg.repeats_per_day,
-            restatements_per_day=cfg.restatements_per_day,
-            feedback_per_day=cfg.feedback_per_day, seed=cfg.seed))
+        stream = build_stream(world, replace(cfg.stream, seed=cfg.seed))
     except ValueError as e:
         raise ReverieError(f"bench stream: {e}") from None
     events = stream.events
     n_text = sum(e.kind != "feedback" for e in events)
     pad = max(0, cfg.episodes - n_text)
     rng = random.Random(cfg.seed + 1)
-    per_day = [pad // cfg.days + (d < pad % cfg.days) for d in range(cfg.days)]
+    days = cfg.stream.days
+    per_day = [pad // days + (d < pad % days) for d in range(days)]
     plan, flat = [], 0
     for d, day in enumerate(stream.days):
         items = [(flat + i, e.text) for i, e in enumerate(day) if e.kind != "feedback"]
@@ -136,10 +132,11 @@ def run(cfg: MemoryBenchConfig, data_dir=None, progress=None, backend=None) -> d
     from reverie.world import render
     from reverie.world.probes import is_correct
     say = progress or (lambda **kw: None)
-    per_day = (cfg.new_per_day + cfg.updates_per_day + cfg.noise_per_day
-               + cfg.restatements_per_day + cfg.repeats_per_day)
-    if cfg.episodes < cfg.days * per_day:          # small runs: fewer days, no filler
-        cfg = MemoryBenchConfig(**dict(asdict(cfg), days=max(2, -(-cfg.episodes // per_day))))
+    st = cfg.stream
+    per_day = (st.new_per_day + st.updates_per_day + st.noise_per_day + st.restatements_per_day
+               + st.repeats_per_day)
+    if cfg.episodes < st.days * per_day:           # small runs: fewer days, no filler
+        cfg = replace(cfg, stream=replace(st, days=max(2, -(-cfg.episodes // per_day))))
     backend = backend or Backend.load(cfg.model)
     tok = backend.tokenizer
     world, stream, plan, pad = build(cfg)
