@@ -1,6 +1,7 @@
 """The gate: generic probes, the policy, and a night it rejects (active model serving unchanged,
 episodes kept new, the reason logged)."""
 
+import dataclasses
 import json
 import random
 
@@ -87,14 +88,16 @@ def test_policy_accepts_a_learner_and_names_every_reason_to_reject(tmp_path):
 
 def test_a_destructive_night_is_rejected_and_the_active_model_keeps_serving(tmp_path,
                                                                            world_backend):
-    r = Reverie(tmp_path, model=world_backend, sleep=tiny_night(lr=0.1), gate=SMALL_GATE)
+    gate = dataclasses.replace(SMALL_GATE, retry=True)    # lr 0.1, then 0.03: both destroy
+    r = Reverie(tmp_path, model=world_backend, sleep=tiny_night(lr=0.1), gate=gate)
     ids = [x.id for x in r.ingest(["Ada Quill was born in Oslo. She works for Acme Robotics."])]
     question = ["Where was Ada Quill born?"]
     before = r.answer(question, recall=False)
     report = r.sleep()
     assert report["accepted"] is False and report["snapshot"] is None
     g = report["gate"]
-    assert g["decision"] == "reject"
+    assert g["decision"] == "reject" and g["retried"] is True
+    assert r.sleep_cfg.train.lr == 0.1                  # the retry worked on a copy
     assert g["candidate"]["locality"] < 0.5 and g["active"]["retention"] == 1.0
     assert any(x.startswith("locality") for x in g["reasons"])
     assert r.backend is world_backend and r.answer(question, recall=False) == before
