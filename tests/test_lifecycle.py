@@ -94,3 +94,28 @@ def test_reopening_rolls_forward_marks_a_kill_left_undone_and_rollback_reopens(t
     assert out["active"] == sid and out["reopened"] == 1 and snapshots.active_id(tmp_path) == sid
     assert [e.status for e in r.memory.select_for_sleep("default")] == ["new"]
     r.close()
+
+
+def test_progressive_nights_commit_adapter_snapshots_that_reload(tmp_path, world_backend):
+    """Progressive keeps each night's adapter apart: the snapshot stores adapters only, names
+    its base, and a reopened directory serves the same model."""
+    import torch
+    r = Reverie(tmp_path, model=world_backend, sleep=small_night("progressive"), gate=NO_GATE)
+    r.ingest(DAY[:1])
+    first = r.sleep()["snapshot"]
+    r.ingest(["Cora Lind works for Umbra Games. Her office is in Lima."])
+    second = r.sleep()["snapshot"]
+    m1, m2 = (snapshots.read_manifest(tmp_path, s) for s in (first, second))
+    assert (m1["kind"], m1["adapters"]) == ("adapter", ["night0"])
+    assert (m2["kind"], m2["adapters"], m2["parent"]) == ("adapter", ["night0", "night1"], first)
+    assert m2["base"] == str(world_backend.path)
+    assert not (tmp_path / "snapshots" / second / "model.safetensors").exists()
+    ids = world_backend.tokenizer("Cora Lind works for", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        want = r.backend.model(input_ids=ids).logits
+        r.close()
+        again = Reverie(tmp_path, model=world_backend, sleep=small_night("progressive"),
+                        gate=NO_GATE)
+        assert again.active == second
+        assert torch.allclose(again.backend.model(input_ids=ids).logits, want, atol=1e-5)
+    again.close()
