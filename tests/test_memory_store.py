@@ -120,17 +120,22 @@ def test_forget_leaves_no_trace_in_any_index_or_file(tmp_path):
 
 
 def test_prune_release_reservoir_ttl_capacity(tmp_path):
-    m = open_memory(tmp_path, reservoir=3, capacity=6, ttl_days=10, evict_below=0.3)
+    m = open_memory(tmp_path, reservoir=3, capacity=6, ttl_days=10, evict_below=0.3,
+                    release_after_days=2)
     ids = [r.id for r in m.ingest([f"Consolidated fact number {w} about {w}s." for w in
                                    ("apple", "pear", "plum", "fig", "kiwi")], "ns")]
     m.mark_consolidated(ids, snapshot="snap-1", namespace="ns")
+    report = m.prune("ns")                            # within the grace: still recalled
+    assert report["released"] == 0 and m.stats("ns")["by_status"] == {"consolidated": 5}
+    assert m.recall("apple fact", "ns")[0].id == ids[0]
+    m.clock["now"] += 3 * DAY
     report = m.prune("ns")
     assert (report["released"], report["reservoir"], report["released_deleted"]) == (5, 3, 2)
     assert m.stats("ns")["by_status"] == {"released": 3}
     assert len(m.rehearsal("ns", n=2)) == 2 and len(m.rehearsal("ns", n=10)) == 3
     assert m.index.size("ns") == 0 and m.recall("apple fact", "ns") == []
 
-    m.clock["now"] += 30 * DAY                        # old, faded chatter goes; pinned stays
+    m.clock["now"] += 27 * DAY                        # old, faded chatter goes; pinned stays
     fresh = [r.id for r in m.ingest([{"text": f"note {i} about the {w}", "created_at": 0.0,
                                       "pinned": i == 0}
                                      for i, w in enumerate(("lamp", "desk", "door"))], "ns")]

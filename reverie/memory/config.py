@@ -51,6 +51,10 @@ class MemoryConfig:
     evict_below: float = field(0.1, "decayed priority under which an old episode is evicted")
     reservoir: int = field(1000, "consolidated episodes per namespace kept for rehearsal; the "
                                  "rest are released from recall")
+    release_after_days: float = field(7.0, "a consolidated episode stays in recall until it is "
+                                           "this old: a night may learn a fact only in part, "
+                                           "and recall answers for it meanwhile (0: release at "
+                                           "once)")
 
     def __post_init__(self):
         positive(self, "recall_k", "candidates", "rrf_k", "context_tokens", "max_text_bytes",
@@ -62,7 +66,8 @@ class MemoryConfig:
             raise ValueError(f"supersede_threshold must be in (0, 2], got "
                              f"{self.supersede_threshold}")
         for name in ("supersede_margin", "w_surprise", "w_novelty", "w_entities",
-                     "w_repetition", "w_feedback", "evict_below", "reservoir"):
+                     "w_repetition", "w_feedback", "evict_below", "reservoir",
+                     "release_after_days"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.candidates < self.recall_k:

@@ -311,9 +311,11 @@ class Memory:
         missing = [j for j, i in enumerate(ids) if not index.contains(namespace, int(i))]
         index.add(namespace, ids[missing], vectors[missing] if missing else vectors[:0])
 
-    def prune(self, namespace: str = "default") -> dict:
+    def prune(self, namespace: str = "default", release_after_days: float | None = None) -> dict:
+        """release_after_days overrides the config's grace for this call (0: release now)."""
         from reverie.memory.pruning import prune
-        return prune(self, self.store.check_namespace(namespace))
+        grace = self.cfg.release_after_days if release_after_days is None else release_after_days
+        return prune(self, self.store.check_namespace(namespace), grace)
 
     def stats(self, namespace: str | None = None) -> dict:
         self.flush()

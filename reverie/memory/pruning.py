@@ -1,7 +1,9 @@
 """Pruning: let go of what sleep has made redundant and of what never mattered.
 
 In order, per namespace:
-  1. release   consolidated episodes leave recall (their knowledge is in the weights); a bounded
+  1. release   consolidated episodes older than the grace (release_after_days) leave recall
+               (their knowledge is in the weights; until then recall still answers for a fact a
+               night learned only in part); a bounded
                rehearsal reservoir of them is kept for replay, drawn by priority-weighted sampling
                without replacement (Efraimidis-Spirakis keys u ** (1 / w)), seeded by the ids so
                a rerun keeps the same reservoir; the rest are deleted.
@@ -26,15 +28,16 @@ def _reservoir_keys(episodes, cfg) -> dict:
     return keys
 
 
-def prune(memory, namespace: str) -> dict:
+def prune(memory, namespace: str, grace_days: float) -> dict:
     cfg, store, now = memory.cfg, memory.store, memory.now()
     report = {"released": 0, "reservoir": 0, "released_deleted": 0, "ttl_evicted": 0,
               "capacity_evicted": 0}
     deleted: list[int] = []
 
     # 1. release consolidated episodes, keep a bounded reservoir
-    consolidated = store.get(namespace, store.select_ids(namespace, "status = 'consolidated' "
-                                                                    "AND pinned = 0"))
+    consolidated = store.get(namespace, store.select_ids(
+        namespace, "status = 'consolidated' AND pinned = 0 AND created_at <= ?",
+        params=(now - grace_days * DAY,)))
     in_reservoir = store.get(namespace, store.select_ids(namespace, "reservoir = 1"))
     pool = consolidated + in_reservoir
     keys = _reservoir_keys(pool, cfg)
