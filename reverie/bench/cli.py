@@ -1,8 +1,8 @@
 """`reverie bench memory --episodes N --json FILE [--seed S]`."""
 
 import json
-from pathlib import Path
 
+from reverie.bench import json_target
 from reverie.errors import ReverieError
 
 
@@ -13,9 +13,7 @@ def _memory(args):
         cfg = MemoryBenchConfig(episodes=args.episodes, seed=args.seed, model=args.model)
     except ValueError as e:
         raise ReverieError(f"bench memory: {e}") from None
-    out = Path(args.json)
-    if out.parent and not out.parent.exists():
-        raise ReverieError(f"--json directory {str(out.parent)!r} does not exist")
+    out = json_target(args.json)
     bar = Bar("bench memory", unit="episode")
     try:
         figures = run(cfg, progress=bar)
@@ -62,9 +60,7 @@ def register(sub):
 def _lifelong(args):
     from reverie.bench.lifelong import run_lifelong
     from reverie.progress import Bar
-    out = Path(args.json)
-    if out.parent and not out.parent.exists():
-        raise ReverieError(f"--json directory {str(out.parent)!r} does not exist")
+    out = json_target(args.json)
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()] if args.strategies \
         else None
     bar = Bar("bench lifelong")

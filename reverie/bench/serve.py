@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from reverie.bench import json_target
 from reverie.config import field, positive
 
 KEY_A, KEY_B, ADMIN = "bench-a", "bench-b", "bench-admin"
@@ -280,8 +281,6 @@ def add_parser(bsub):
 
 
 def command(args):
-    from pathlib import Path
-
     from reverie.errors import ReverieError
     from reverie.progress import Bar
     try:
@@ -290,9 +289,7 @@ def command(args):
                                gate=args.gate)
     except ValueError as e:
         raise ReverieError(f"bench serve: {e}") from None
-    out = Path(args.json)
-    if out.parent and not out.parent.exists():
-        raise ReverieError(f"--json directory {str(out.parent)!r} does not exist")
+    out = json_target(args.json)
     bar = Bar("bench serve", unit="s")
     try:
         figures = run(cfg, progress=bar)

@@ -2,8 +2,8 @@
 `reverie bench gate`: parse, call one library function, format."""
 
 import json
-from pathlib import Path
 
+from reverie.bench import json_target
 from reverie.errors import ReverieError
 
 
@@ -150,9 +150,7 @@ def register_bench(bsub):
 def _bench_gate(args):
     from reverie.bench.gate import run_gate_bench, write
     from reverie.progress import Bar
-    out = Path(args.json)
-    if out.parent and not out.parent.exists():
-        raise ReverieError(f"--json directory {str(out.parent)!r} does not exist")
+    out = json_target(args.json)
     bar = Bar("bench gate")
     try:
         figures = run_gate_bench(args.preset, seed=args.seed, progress=bar)
