@@ -286,7 +286,8 @@ def deletion(preset, world, base, seed, embedder, progress) -> dict:
         held = before["kept"] * len(kept_q) + before["base"] * len(base_q)
         now = after["kept"] * len(kept_q) + after["base"] * len(base_q)
         r.close()
-    return {"deleted_people": len(doomed), "deletion_setup_gate": "disabled", "deleted_closed_book_before": round(before["doomed"], 4),
+    return {"deleted_people": len(doomed), "deletion_setup_gate": "disabled",
+            "deleted_closed_book_before": round(before["doomed"], 4),
             "deleted_closed_book": round(after["doomed"], 4),
             "deleted_abstention": round(sum(map(is_abstention, answers)) / len(answers), 4),
             "retention_after_delete": round(now / held, 4) if held else None,
