@@ -4,7 +4,6 @@
 import json
 
 from reverie.bench import json_target
-from reverie.errors import ReverieError
 
 
 def _print(obj):
