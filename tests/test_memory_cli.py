@@ -51,7 +51,7 @@ def test_ingest_recall_stats_forget_prune(tmp_path, capsys):
     code, out = run(["memory", "stats", *data], capsys)
     assert json.loads(out)["episodes"] == 2 and json.loads(out)["dense_index"] == 2
     code, out = run(["memory", "forget", "1", *data], capsys)
-    assert code == 0 and json.loads(out)["forgotten"] == 1
+    assert code == 0 and json.loads(out)["forgotten"] == 1 and json.loads(out)["path"] == "memory-only"
     code, out = run(["memory", "prune", *data], capsys)
     assert code == 0 and json.loads(out)["episodes"] == 1
     code, out = run(["memory", "stats", "--data", str(tmp_path / "d")], capsys)

@@ -70,10 +70,12 @@ def register(sub):
     _common(p, model=False)
     p.set_defaults(func=lambda a: _print(commands.prune(a.data, a.namespace)))
 
-    p = msub.add_parser("forget", help="delete one episode from the store and every index")
+    p = msub.add_parser("forget", help="delete one episode from the store and every index, and "
+                                       "from the weights if a night consolidated it; reports "
+                                       "the path taken and the probe")
     p.add_argument("id")
-    _common(p, model=False)
-    p.set_defaults(func=lambda a: _print(commands.forget(a.id, a.data, a.namespace)))
+    _common(p, model=True)
+    p.set_defaults(func=lambda a: _print(commands.forget(a.id, a.data, a.namespace, a.model)))
 
     p = sub.add_parser("ask", help="answer a question with the active model, recall on")
     p.add_argument("question")

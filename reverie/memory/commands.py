@@ -96,9 +96,20 @@ def prune(data_dir, namespace: str) -> dict:
         return memory.prune(namespace)
 
 
-def forget(episode_id: str, data_dir, namespace: str) -> dict:
+def forget(episode_id: str, data_dir, namespace: str, model: str = "world") -> dict:
+    """An episode no snapshot consolidated leaves the store and its indexes (path
+    "memory-only"); one in the weights goes through the lifecycle, which rebuilds them without
+    it and probes (reverie.gate.deletion)."""
     with Memory(data_dir) as memory:
-        return memory.forget(episode_id, namespace)
+        episode = memory.get(episode_id, namespace)
+        if episode.snapshot is None:
+            return {**memory.forget(episode_id, namespace), "path": "memory-only"}
+    from reverie.lifecycle import Reverie
+    r = Reverie(data_dir, model=model, namespace=namespace)
+    try:
+        return r.forget(episode.id)
+    finally:
+        r.close()
 
 
 def ask(question: str, data_dir, namespace: str, model: str, recall: bool = True,
