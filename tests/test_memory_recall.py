@@ -116,3 +116,14 @@ def test_salience_orders_new_facts_over_chatter_and_boosts(tmp_path, embedder):
     assert boosted > before
     assert m.feedback(fact.id, "ns").priority == pytest.approx(boosted + 0.5)
     assert [e.id for e in m.select_for_sleep("ns", 1)] == [fact.id]
+
+
+def test_a_question_about_someone_no_episode_mentions_gets_no_context(tmp_path, embedder):
+    m = make(tmp_path, embedder)
+    m.ingest(DOCS, "ns")
+    about = m.context("Where does Tamsin Oakridge keep her telescopes?", "ns")
+    assert [e.text for e in about.episodes] == [DOCS[-1]]
+    stranger = m.context("Where does Edmund Pryce keep his telescopes?", "ns")
+    assert stranger.episodes == [] and stranger.context == ""
+    unnamed = m.context("who keeps antique telescopes?", "ns")   # no name: recall decides
+    assert unnamed.episodes and DOCS[-1] in unnamed.context
