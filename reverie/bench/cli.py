@@ -2,27 +2,16 @@
 
 import json
 
-from reverie.bench import json_target
-from reverie.errors import ReverieError
+from reverie.bench import json_target, run_bench
 
 
 def _memory(args):
     from reverie.bench.memory import MemoryBenchConfig, run
-    from reverie.progress import Bar
-    try:
-        cfg = MemoryBenchConfig(episodes=args.episodes, seed=args.seed, model=args.model)
-    except ValueError as e:
-        raise ReverieError(f"bench memory: {e}") from None
-    out = json_target(args.json)
-    bar = Bar("bench memory", unit="episode")
-    try:
-        figures = run(cfg, progress=bar)
-    finally:
-        bar.close()
-    out.write_text(json.dumps(figures, indent=2))
-    keys = ("open_book_accuracy", "recall_at_5", "update_new", "update_stale", "recall_p50_ms",
-            "recall_p99_ms", "ingest_per_s", "rss_mb", "salience_auc")
-    print(json.dumps({k: figures[k] for k in keys}, indent=2))
+    run_bench("memory", "episode",
+              lambda: MemoryBenchConfig(episodes=args.episodes, seed=args.seed, model=args.model),
+              run, args.json,
+              ("open_book_accuracy", "recall_at_5", "update_new", "update_stale",
+               "recall_p50_ms", "recall_p99_ms", "ingest_per_s", "rss_mb", "salience_auc"))
 
 
 def register(sub):

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reverie.bench import json_target
+from reverie.bench import run_bench
 from reverie.config import field, positive
 
 KEY_A, KEY_B, ADMIN = "bench-a", "bench-b", "bench-admin"
@@ -281,21 +281,10 @@ def add_parser(bsub):
 
 
 def command(args):
-    from reverie.errors import ReverieError
-    from reverie.progress import Bar
-    try:
-        cfg = ServeBenchConfig(clients=args.clients, seconds=args.seconds, epochs=args.epochs,
-                               people=args.people, seed=args.seed, model=args.model,
-                               gate=args.gate)
-    except ValueError as e:
-        raise ReverieError(f"bench serve: {e}") from None
-    out = json_target(args.json)
-    bar = Bar("bench serve", unit="s")
-    try:
-        figures = run(cfg, progress=bar)
-    finally:
-        bar.close()
-    out.write_text(json.dumps(figures, indent=2))
-    keys = ("requests", "failed_requests", "tokens_per_s", "p50_ms", "p99_ms", "idle", "night",
-            "night_job", "stale_after_swap", "leaks", "isolation")
-    print(json.dumps({k: figures[k] for k in keys}, indent=2))
+    run_bench("serve", "s",
+              lambda: ServeBenchConfig(clients=args.clients, seconds=args.seconds,
+                                       epochs=args.epochs, people=args.people, seed=args.seed,
+                                       model=args.model, gate=args.gate),
+              run, args.json,
+              ("requests", "failed_requests", "tokens_per_s", "p50_ms", "p99_ms", "idle",
+               "night", "night_job", "stale_after_swap", "leaks", "isolation"))
