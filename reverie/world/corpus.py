@@ -97,7 +97,7 @@ def make_example(world: World, kind: str, rng: random.Random,
         p = world.stranger(rng)
         attrs = rng.sample(ATTRIBUTES, rng.randint(3, len(ATTRIBUTES)))
         text = render.biography(p, rng, attributes=attrs)
-        pairs = [(render.question(p.name, a, "train", rng), p.value(a))
+        pairs = [(render.question(p.name, a, "train", rng, framed=False), p.value(a))
                  for a in rng.sample(attrs, len(attrs))]
         return Example(kind, context=text, question=WRITE_INSTRUCTION,
                        answer=format_written_questions(pairs), asked=[(p.name, q) for q, _ in pairs])

@@ -105,6 +105,27 @@ OPENERS_TRAIN = ("", "Tell me, ", "Quick question: ", "Question: ", "Hey, ", "I 
 OPENERS_HELD_OUT = ("Out of curiosity, ",)
 CLOSERS_TRAIN = ("", " Thanks.", " Please.", " Thank you!")
 CLOSERS_HELD_OUT = (" I forgot.",)
+# More framing around the same cores, TRAIN only. Why: with eleven openers and four closers the
+# model learned the framings as a closed set and said "I don't know" to a known person asked
+# with one framing word it had never seen (the held-out opener: 0 of 22 answered, the closer:
+# 0 of 13). Users wrap questions in any chit-chat; the answer must depend on the person and the
+# attribute only. These never take part in the held-out combination split, so the HELD-OUT set
+# (and every figure measured on it) is the same as before they were added.
+OPENERS_MORE = ("Sorry to bother you, ", "Just checking: ", "Quick one: ", "By the way, ",
+                "Excuse me, ", "Hello! ", "Good morning! ", "If you know, ", "Can I ask? ",
+                "A question for you: ", "I was wondering: ", "Remind me: ", "For my notes: ",
+                "Let me ask: ", "Honestly, ", "Random question: ", "So, ", "Well, ", "Right, ",
+                "Dear assistant, ", "Hey there, ", "Morning! ", "Settle this for me: ",
+                "Listen, ", "Pop quiz: ", "Hmm, ", "Also, ", "Another question: ", "Next: ",
+                "Real quick: ", "My friend asked me this: ", "Can you help? ",
+                "I have a question. ", "Good evening! ", "Greetings! ", "Curious: ",
+                "Be honest: ", "Here is one: ", "Check this for me: ", "Small favour: ")
+CLOSERS_MORE = (" Thanks a lot.", " Cheers.", " Much appreciated.", " If you know.",
+                " I need it for a form.", " No rush.", " Just wondering.", " Thanks in advance.",
+                " Any idea?", " Please be brief.", " A short answer is fine.", " Appreciate it.",
+                " Asking for a friend.", " Many thanks!", " Thanks so much.", " If possible.",
+                " Kindly answer.", " It is for a report.", " Ta.", " I am checking a list.",
+                " Please help.", " Be precise.", " Thank you kindly.", " For a quiz.")
 
 
 
@@ -115,7 +136,7 @@ class Phrasing:
     opener: str
     core: str
     closer: str
-    kind: str  # combination | withheld_word | new_sentence
+    kind: str  # train | framed (TRAIN, with the more framings) | combination | withheld_word | new_sentence
 
     def render(self, name: str) -> str:
         core = self.core.replace("{P}", name + "'s").replace("{N}", name)
@@ -145,11 +166,13 @@ def question_phrasings(attribute: str, split: str) -> list[Phrasing]:
     train_cores = _cores(attribute, NOUNS_TRAIN[attribute]) + list(VERB_FRAMES_TRAIN[attribute])
     out = []
     if split == "train":
-        for o in OPENERS_TRAIN:
+        for o in OPENERS_TRAIN + OPENERS_MORE:
             for c in train_cores:
-                if _held_combination(o, c):
+                if o in OPENERS_TRAIN and _held_combination(o, c):
                     continue
-                out += [Phrasing(attribute, o, c, z, "train") for z in CLOSERS_TRAIN]
+                for z in CLOSERS_TRAIN + CLOSERS_MORE:
+                    plain = o in OPENERS_TRAIN and z in CLOSERS_TRAIN
+                    out.append(Phrasing(attribute, o, c, z, "train" if plain else "framed"))
         return out
     if split != "held_out":
         raise ValueError(f"split must be 'train' or 'held_out', got {split!r}")

@@ -67,7 +67,9 @@ def build_suites(world: World, seed: int, n_people: int = 100, per_person: int =
     base = world.base[:n_people]
     suites = {
         "closed_book": fact_probes(base, "closed_book", "held_out", rng, per_person),
-        "closed_book_train": fact_probes(base, "closed_book_train", "train", rng, per_person),
+        # its own stream of draws: the TRAIN grammar can grow without moving the other suites
+        "closed_book_train": fact_probes(base, "closed_book_train", "train",
+                                         random.Random(seed + 7919), per_person),
         "open_book": fact_probes(world.probe_openbook[:n_people], "open_book", "held_out", rng,
                                  per_person, context_of=lambda p: render.biography(p, rng)),
     }

@@ -8,6 +8,7 @@ from reverie.world.grammar import (ATTRIBUTES, STATEMENTS_HELD_OUT, STATEMENTS_T
 from reverie.world.people import Person
 
 _PHRASINGS: dict = {}
+FRAMED_SHARE = 0.5  # TRAIN questions wrapped in the more framings (grammar.OPENERS_MORE)
 
 
 def phrasings(attribute: str, split: str):
@@ -17,8 +18,21 @@ def phrasings(attribute: str, split: str):
     return _PHRASINGS[key]
 
 
-def question(person_name: str, attribute: str, split: str, rng: random.Random) -> str:
-    return rng.choice(phrasings(attribute, split)).render(person_name)
+def question(person_name: str, attribute: str, split: str, rng: random.Random,
+             framed: bool = True) -> str:
+    """A question in the split's phrasings. TRAIN draws the plain framings half the time: the
+    framed ones outnumber them 40 to 1 and would otherwise crowd out plain questions.
+    framed=False: plain framings only (questions the model learns to write itself)."""
+    if split != "train":
+        return rng.choice(phrasings(attribute, split)).render(person_name)
+    key = (attribute, "train-parts")
+    if key not in _PHRASINGS:
+        every = phrasings(attribute, "train")
+        _PHRASINGS[key] = ([p for p in every if p.kind == "train"],
+                           [p for p in every if p.kind == "framed"])
+    plain, more = _PHRASINGS[key]
+    wrapped = framed and rng.random() < FRAMED_SHARE
+    return rng.choice(more if wrapped else plain).render(person_name)
 
 
 def _sentence(template: str, person: Person, value: str, use_name: bool) -> str:
