@@ -17,35 +17,49 @@ from reverie.memory import claims as claimlib
 
 
 def claim_vectors(embed, cs) -> dict:
-    """id(claim) -> (1 + n_values, dim) unit vectors of its masked frame and values."""
+    """(episode_id, idx) -> (1 + n_values, dim) unit vectors of the claim's masked frame and
+    values, from one embedding call over the distinct texts (frames and values recur)."""
     texts = [claimlib.claim_texts(c["frame"]) for c in cs]
-    flat = embed([t for ts in texts for t in ts])
-    out, at = {}, 0
-    for c, ts in zip(cs, texts):
-        out[id(c)] = flat[at:at + len(ts)]
-        at += len(ts)
-    return out
+    distinct = list(dict.fromkeys(t for ts in texts for t in ts))
+    flat = embed(distinct) if distinct else None                     # (distinct, dim)
+    row = {t: k for k, t in enumerate(distinct)}
+    return {(c["episode_id"], c["idx"]): flat[[row[t] for t in ts]] for c, ts in zip(cs, texts)}
 
 
 def apply(store, embed, cfg, namespace, ids, texts) -> list[int]:
     """Store each new episode's claims; a newer claim about the same subject whose frame is
-    close to an older one supersedes it. Returns episodes now superseded entirely."""
+    close to an older one supersedes it. Returns episodes now superseded entirely.
+
+    Every claim that may be compared (its subject has claims in another episode, stored or of
+    this batch) is embedded up front in one call; the episodes are then applied in order."""
+    mine_of = [[dict(c, episode_id=eid) for c in claimlib.claims(text)]
+               for eid, text in zip(ids, texts)]
+    count: dict = {}
+    for mine in mine_of:
+        for subject in {c["subject"] for c in mine}:
+            count[subject] = count.get(subject, 0) + 1
+    stored = store.claims_about(namespace, sorted(count))
+    shared = {s for s, n in count.items() if n > 1} | {c["subject"] for c in stored}
+    vectors = claim_vectors(embed, [c for mine in mine_of for c in mine
+                                    if c["subject"] in shared] +
+                            [c for c in stored
+                             if c["embedding"] is None and c["superseded_by"] is None])
     emptied = []
-    for eid, text in zip(ids, texts):
-        mine = claimlib.claims(text)
+    for eid, mine in zip(ids, mine_of):
         if not mine:
             continue
         subjects = sorted({c["subject"] for c in mine})
         older = [c for c in store.claims_about(namespace, subjects)
                  if c["superseded_by"] is None and c["episode_id"] != eid]
-        store.add_claims(namespace, [dict(c, episode_id=eid) for c in mine])
+        store.add_claims(namespace, mine)
         if not older:
             continue
-        vecs = claim_vectors(embed, mine + [c for c in older if c["embedding"] is None])
+        vecs = {id(c): vectors[(eid, c["idx"])] for c in mine}
         for c in mine:
             store.set_claim(namespace, eid, c["idx"], embedding=vecs[id(c)].reshape(-1))
         for c in older:
             if c["embedding"] is None:
+                vecs[id(c)] = vectors[(c["episode_id"], c["idx"])]
                 store.set_claim(namespace, c["episode_id"], c["idx"],
                                 embedding=vecs[id(c)].reshape(-1))
             else:
