@@ -54,30 +54,61 @@ def surprise_scorer(backend, bf16: bool = True, batch_size: int = 32):
     and a subject's name measures how expected the topic is, not the fact. Measured on the world
     model (1,200-episode stream, step-1000 checkpoint), AUC of news vs nothing new: all tokens
     0.38, all entity tokens 0.64, claimed values 0.93. A text that claims nothing scores 0.
+
+    The same NLL as backend.token_nll (tests/test_memory_cli.py holds them equal), computed only
+    where a value is predicted, with each text tokenized once (the offsets give the values'
+    tokens) and the batches run on parallel.map_batches's workers.
     """
     import torch
+    from reverie.memory import parallel
     from reverie.memory.claims import value_char_spans
-    tok = backend.tokenizer
+    tok, model = backend.tokenizer, backend.model
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+
+    def nll_of_values(batch) -> list[float]:
+        """[(ids, picked)] -> mean NLL of each text's picked tokens; picked: indexes >= 1."""
+        width = max(len(ids) for ids, _ in batch)
+        ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for r, (row, _) in enumerate(batch):
+            ids[r, :len(row)] = torch.tensor(row)
+            mask[r, :len(row)] = 1
+        rows = torch.tensor([r for r, (_, picked) in enumerate(batch) for _ in picked])
+        cols = torch.tensor([j for _, picked in batch for j in picked])
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16,
+                                  enabled=bf16 and backend.device.type == "cpu")
+        with torch.inference_mode(), autocast:
+            logits = model(input_ids=ids.to(backend.device),
+                           attention_mask=mask.to(backend.device)).logits  # (batch, seq, vocab)
+            # why: token j is predicted at position j - 1; only the values' tokens are needed
+            picked = logits[rows, cols - 1].float()                            # (picked, vocab)
+            nll = torch.nn.functional.cross_entropy(picked, ids[rows, cols].to(backend.device),
+                                                    reduction="none").cpu()
+        sums = torch.zeros(len(batch)).index_add_(0, rows, nll)
+        return [float(sums[r]) / len(p) for r, (_, p) in enumerate(batch)]
 
     def score(texts: list[str]) -> list[float]:
         # why: the mean NLL of a prefix estimates the whole; long texts would overrun the
         # model's positions (the world model has 384)
         texts = [t[:SURPRISE_CHARS] for t in texts]
-        spans = [value_char_spans(t) for t in texts]
-        # why: no claimed value, nothing to score; skipping the model saves ingest time
-        order = sorted((i for i in range(len(texts)) if spans[i]), key=lambda i: len(texts[i]))
-        autocast = torch.autocast("cpu", dtype=torch.bfloat16,
-                                  enabled=bf16 and backend.device.type == "cpu")
-        with autocast:
-            nlls = backend.token_nll([texts[i] for i in order], batch_size=batch_size) \
-                if order else []
-        out = [0.0] * len(texts)
-        for i, nll in zip(order, nlls):
-            offsets = tok(texts[i], return_offsets_mapping=True)["offset_mapping"][1:]
-            mask = [any(a < z2 and z1 > a2 for a2, z2 in spans[i]) and texts[i][a:z1].strip() != ""
-                    for a, z1 in offsets][:len(nll)]
-            picked = nll.float()[torch.tensor(mask, dtype=torch.bool)] if any(mask) else None
-            out[i] = float(picked.mean()) if picked is not None else 0.0
+        out, todo = [0.0] * len(texts), []
+        for i, text in enumerate(texts):
+            spans = value_char_spans(text)
+            if not spans:           # why: no claimed value, nothing to score; skip the model
+                continue
+            enc = tok(text, return_offsets_mapping=True)
+            picked = [j for j, (a, z) in enumerate(enc["offset_mapping"]) if j >= 1 and
+                      any(a < z2 and z > a2 for a2, z2 in spans) and text[a:z].strip() != ""]
+            if picked:
+                todo.append((i, enc["input_ids"], picked))
+        # why: sorted by length, each batch pads little
+        todo.sort(key=lambda t: len(t[1]))
+        batches = [todo[s:s + batch_size] for s in range(0, len(todo), batch_size)]
+        means = parallel.map_batches(nll_of_values, [[(ids, p) for _, ids, p in b]
+                                                     for b in batches])
+        for b, m in zip(batches, means):
+            for (i, _, _), value in zip(b, m):
+                out[i] = value
         return out
 
     return score
