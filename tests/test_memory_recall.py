@@ -35,6 +35,22 @@ def test_embedder_is_minilm_unit_vectors(embedder):
     assert v[0] @ v[1] > 0.5 > v[0] @ v[2]
 
 
+def test_batches_on_the_workers_match_one_at_a_time_and_keep_torch_threads(tmp_path, embedder):
+    import numpy as np
+    import torch
+    threads = torch.get_num_threads()
+    texts = DOCS * 12                                   # 72 texts: 3 batches on the workers
+    together = embedder(texts)
+    alone = np.stack([embedder([t])[0] for t in DOCS])
+    assert float((together[:6] * alone).sum(1).min()) > 0.9999
+    m = make(tmp_path, embedder)
+    m.ingest(DOCS, "ns")
+    m.recall("Where does Tamsin Oakridge keep her telescopes?", "ns")
+    # why: faiss and torch share the thread's OpenMP count; a one-thread faiss setting left
+    # behind ran every later embedding of the ingest thread on one core
+    assert torch.get_num_threads() == threads
+
+
 def test_lexical_dense_and_hybrid_rank_the_right_episode(tmp_path, embedder):
     m = make(tmp_path, embedder)
     ids = [r.id for r in m.ingest(DOCS, "ns")]

@@ -15,7 +15,6 @@ import numpy as np
 class DenseIndex:
     def __init__(self, dim: int, ivf_from: int = 20_000, nlist: int = 256, nprobe: int = 24):
         import faiss
-        faiss.omp_set_num_threads(1)  # why: single queries gain nothing; threads cost latency
         self._faiss = faiss
         self.dim, self.ivf_from, self.nlist, self.nprobe = dim, ivf_from, nlist, nprobe
         self.by_namespace: dict = {}
@@ -64,7 +63,18 @@ class DenseIndex:
         if index is None or index.ntotal == 0 or k <= 0 or q == 0:
             return np.zeros((q, 0), np.float32), np.zeros((q, 0), np.int64)
         k = min(k, index.ntotal)
-        return index.search(np.ascontiguousarray(vectors, dtype=np.float32), k)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if q > 1:
+            return index.search(vectors, k)
+        # why: a single query gains nothing from threads, and waking them costs latency. The
+        # count is the calling thread's OpenMP setting, which torch shares: left at 1 it
+        # would run every later embedding of this thread on one core, so it is put back
+        threads = self._faiss.omp_get_max_threads()
+        self._faiss.omp_set_num_threads(1)
+        try:
+            return index.search(vectors, k)
+        finally:
+            self._faiss.omp_set_num_threads(threads)
 
     def size(self, namespace: str) -> int:
         index = self.by_namespace.get(namespace)
