@@ -53,6 +53,21 @@ def test_exact_and_near_repeats_strengthen_the_original(tmp_path):
     assert m.stats("a")["episodes"] == 1
 
 
+def test_claim_texts_are_embedded_once_across_batches(tmp_path):
+    calls = []
+    inner = HashingEmbedder()
+    m = open_memory(tmp_path)
+    m._claim_embed.embed = lambda texts: calls.append(list(texts)) or inner(texts)
+    m.ingest(["Ada Lowell works for Acme Corp. She lives in Oslo."], "a")
+    m.ingest(["Ada Lowell works for Brightline Freight.",
+              "Omar Novak works for Acme Corp."], "a")
+    m.ingest(["Omar Novak works for Brightline Freight."], "a")
+    # the first batch compares nothing; the second embeds Ada's claims, old and new, once
+    # each; the third finds every text (Omar's frame, his firms) already embedded
+    assert calls == [["Someone works for something.", "Brightline Freight", "Acme Corp",
+                      "Someone lives in something.", "Oslo"]]
+
+
 def test_namespaces_are_isolated(tmp_path):
     m = open_memory(tmp_path)
     (a,) = m.ingest(["Zelda Quill keeps bees in Oslo."], "tenant-a")

@@ -53,6 +53,7 @@ class Memory:
         self.count_tokens = count_tokens or (lambda text: int(len(text.split()) * 1.3) + 1)
         self.index = None
         self._pending_recalls: dict = {}
+        self._claim_embed = supersede.CachedEmbed(self.embed)
 
     # ------------------------------------------------------------ embedder, dense index (lazy)
     def embed(self, texts: list[str]) -> np.ndarray:
@@ -148,7 +149,7 @@ class Memory:
                 if results[i].repeat:
                     self._strengthen(namespace, results[i].id, batch[i])
             self.store.add_entities(namespace, sorted({e for j in keep for e in ents[j]}))
-            superseded = supersede.apply(self.store, self.embed, self.cfg, namespace, ids,
+            superseded = supersede.apply(self.store, self._claim_embed, self.cfg, namespace, ids,
                                          [batch[i]["text"] for i in new])
         index.add(namespace, ids, vectors[[fresh.index(i) for i in new]] if new else vectors)
         index.remove(namespace, superseded)

@@ -11,9 +11,35 @@ episodes last, and the model was trained that the later statement wins). An epis
 every sentence is superseded leaves recall. Claim vectors are cached in the claims table.
 """
 
+from collections import OrderedDict
+
 import numpy as np
 
 from reverie.memory import claims as claimlib
+
+
+class CachedEmbed:
+    """embed, remembering the last `size` texts: claim frames and values recur across batches
+    ('Someone works for something.', a city, a firm), so most are embedded once. (size, dim)
+    float32 at most: 8192 texts of MiniLM are 12 MB."""
+
+    def __init__(self, embed, size: int = 8192):
+        self.embed, self.size = embed, size
+        self._vectors: OrderedDict = OrderedDict()      # text -> (dim,) float32
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return self.embed([])
+        missing = list(dict.fromkeys(t for t in texts if t not in self._vectors))
+        if missing:
+            for t, v in zip(missing, self.embed(missing)):
+                self._vectors[t] = v
+        out = np.stack([self._vectors[t] for t in texts])           # (texts, dim)
+        for t in texts:
+            self._vectors.move_to_end(t)
+        while len(self._vectors) > self.size:
+            self._vectors.popitem(last=False)
+        return out
 
 
 def claim_vectors(embed, cs) -> dict:
