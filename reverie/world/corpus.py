@@ -41,6 +41,7 @@ class CorpusConfig:
     write: float = field(MIX["write"], "question writing")
     open_update: float = field(0.15, "share of open-book examples whose answer an update changes")
     open_abstain: float = field(0.10, "share of open-book examples missing the asked attribute")
+    open_subset: float = field(0.2, "share of open-book contexts that give only some attributes")
     max_distractors: int = field(2, "most distractor biographies in an open-book context")
     open_turns: int = field(1, "questions asked about each open-book context (one turn each): "
                                "the context's cost is shared by several answers")
@@ -51,8 +52,11 @@ class CorpusConfig:
             raise ValueError(f"corpus weights must be >= 0 with a positive sum, got {weights}")
         if self.open_turns < 1:
             raise ValueError(f"open_turns must be >= 1, got {self.open_turns}")
-        if not 0 <= self.open_update + self.open_abstain <= 1 or self.max_distractors < 0:
-            raise ValueError("open_update + open_abstain must be in [0, 1], max_distractors >= 0")
+        if (not 0 <= self.open_update + self.open_abstain + self.open_subset <= 1
+                or min(self.open_update, self.open_abstain, self.open_subset) < 0
+                or self.max_distractors < 0):
+            raise ValueError("open_update, open_abstain and open_subset must be >= 0 with a sum "
+                             "<= 1, max_distractors >= 0")
 
     def weights(self) -> dict:
         return {k: getattr(self, k) for k in MIX}
@@ -118,7 +122,7 @@ def _open_book(world: World, rng: random.Random, cfg: CorpusConfig) -> Example:
     elif roll < cfg.open_update + cfg.open_abstain:
         target_attrs = [x for x in ATTRIBUTES if x != a]
         answer = ABSTAIN
-    elif roll < cfg.open_update + cfg.open_abstain + 0.2:
+    elif roll < cfg.open_update + cfg.open_abstain + cfg.open_subset:
         target_attrs = [a] + rng.sample([x for x in ATTRIBUTES if x != a], rng.randint(0, 3))
     bio = render.biography(p, rng, attributes=target_attrs)
     others = [world.stranger(rng) for _ in range(rng.randint(0, cfg.max_distractors))]
