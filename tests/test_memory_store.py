@@ -188,7 +188,10 @@ def test_migration_from_v1_keeps_episodes(tmp_path):
     conn.close()
     store = SQLiteStore(path)
     assert store.migrated_from == 1
-    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    plan = store.conn.execute("EXPLAIN QUERY PLAN SELECT id FROM episodes WHERE namespace = ? "
+                              "AND pinned = 1", ("old",)).fetchall()
+    assert "episodes_pinned" in str([tuple(r) for r in plan])
     (e,) = store.get("old", [1])
     assert (e.text, e.entity_novelty, e.superseded_by, e.reservoir) == (
         "Stored before v2.", 0.0, None, False)

@@ -74,6 +74,11 @@ MIGRATIONS = {
     CREATE TABLE forgotten (id INTEGER PRIMARY KEY, namespace TEXT NOT NULL, snapshot TEXT,
                             reason TEXT NOT NULL, at REAL NOT NULL);
     """,
+    # v3: the pinned episodes, which every context() reads, found without reading the whole
+    # namespace (227 ms at 100k episodes, 0.03 ms with the index)
+    3: """
+    CREATE INDEX episodes_pinned ON episodes(namespace) WHERE pinned = 1;
+    """,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 COLUMNS = ("id", "namespace", "text", "source", "created_at", "metadata", "private", "pinned",
@@ -191,8 +196,10 @@ class SQLiteStore(Store):
         if not ids:
             return []
         marks = ",".join("?" * len(ids))
-        rows = self._q(f"SELECT {', '.join(COLUMNS)} FROM episodes WHERE namespace = ? AND id IN "
-                       f"({marks})", (namespace, *map(int, ids))).fetchall()
+        # why: '+namespace' keeps the planner on the primary key; with a few ids it took the
+        # (namespace, ...) index instead and read the whole namespace (19 ms at 100k episodes)
+        rows = self._q(f"SELECT {', '.join(COLUMNS)} FROM episodes WHERE +namespace = ? AND id "
+                       f"IN ({marks})", (namespace, *map(int, ids))).fetchall()
         by_id = {r["id"]: Episode.from_row(r) for r in rows}
         return [by_id[i] for i in ids if i in by_id]
 
@@ -216,7 +223,7 @@ class SQLiteStore(Store):
             return 0
         marks = ",".join("?" * len(ids))
         with self.transaction():
-            found = self._q(f"SELECT id, snapshot FROM episodes WHERE namespace = ? AND id IN "
+            found = self._q(f"SELECT id, snapshot FROM episodes WHERE +namespace = ? AND id IN "
                             f"({marks})", (namespace, *ids)).fetchall()
             ids = [r[0] for r in found]
             if not ids:
@@ -252,11 +259,19 @@ class SQLiteStore(Store):
         # why: each term is a quoted FTS5 string, so no user text is ever parsed as FTS syntax
         query = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
         marks = ",".join("?" * len(RECALLABLE))
-        rows = self._q(
-            "SELECT e.id FROM episodes_fts JOIN episodes e ON e.id = episodes_fts.rowid "
-            f"WHERE episodes_fts MATCH ? AND e.namespace = ? AND e.status IN ({marks}) "
-            "AND e.superseded_by IS NULL ORDER BY bm25(episodes_fts) LIMIT ?",
-            (query, namespace, *RECALLABLE, int(k))).fetchall()
+        # why: FTS5 ranks its own matches (rank = bm25) much faster than through the join: a
+        # term in 10% of 100k episodes took 35 ms joined, 14 ms so. The join then drops other
+        # namespaces, released and superseded episodes; the best k that survive are the best k
+        # overall, unless fewer than k survive the first 4k, and then every match is ranked
+        for limit in (4 * int(k), -1):
+            rows = self._q(
+                "SELECT e.id FROM (SELECT rowid, rank FROM episodes_fts WHERE episodes_fts "
+                "MATCH ? ORDER BY rank LIMIT ?) f JOIN episodes e ON e.id = f.rowid "
+                f"WHERE +e.namespace = ? AND e.status IN ({marks}) AND e.superseded_by IS NULL "
+                "ORDER BY f.rank LIMIT ?",
+                (query, limit, namespace, *RECALLABLE, int(k))).fetchall()
+            if len(rows) >= k:
+                break
         return [r[0] for r in rows]
 
     def vectors(self, namespace):
@@ -273,8 +288,8 @@ class SQLiteStore(Store):
         if ids:
             marks = ",".join("?" * len(ids))
             with self.transaction():
-                self._q(f"UPDATE episodes SET recall_count = recall_count + ? WHERE namespace = ? "
-                        f"AND id IN ({marks})", (int(times), namespace, *ids))
+                self._q(f"UPDATE episodes SET recall_count = recall_count + ? "
+                        f"WHERE +namespace = ? AND id IN ({marks})", (int(times), namespace, *ids))
 
     # ------------------------------------------------------------ claims and entities
     def claims_about(self, namespace, subjects):
