@@ -118,3 +118,14 @@ def test_surprise_scores_the_claimed_values_only(tiny_model):
     got = score([text, "Nothing to see here on Monday.", text + " " * 5])
     assert got[0] == pytest.approx(expected, rel=1e-4) and got[1] == 0.0
     assert got[2] == pytest.approx(got[0], rel=1e-4)
+
+
+def test_surprise_in_bf16_stays_within_a_fraction_of_a_nat(tiny_model):
+    from reverie.memory.salience import surprise_scorer
+    from reverie.models.backend import Backend
+    backend = Backend.load(tiny_model, device="cpu")
+    texts = [f"Ada Lowell{i} works for Acme{i} in Oslo." for i in range(40)] + ["No claims."]
+    fp32 = surprise_scorer(backend, bf16=False)(texts)
+    bf16 = surprise_scorer(backend, bf16=True, batch_size=8)(texts)     # 5 batches, workers
+    assert fp32[-1] == bf16[-1] == 0.0
+    assert max(abs(a - b) for a, b in zip(fp32, bf16)) < 0.1 and min(fp32[:-1]) > 1.0
