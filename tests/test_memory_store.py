@@ -214,3 +214,16 @@ def test_jsonl_and_text_lines_parse(tmp_path):
     with pytest.raises(ReverieError, match="line 1: invalid JSON"):
         parse_lines(b'{"text": oops}\n')
     assert json.loads(json.dumps(parse_lines(b"x\n")))
+
+
+def _batches_doubled():
+    from reverie.memory import parallel
+    return parallel.map_batches(lambda b: 2 * b, [1, 2, 3])
+
+
+def test_worker_batches_keep_order_and_survive_a_fork():
+    import multiprocessing
+    assert _batches_doubled() == [2, 4, 6]            # the parent's workers now exist
+    with multiprocessing.get_context("fork").Pool(1) as child:
+        # why: a forked child inherits the pool object but none of its threads
+        assert child.apply_async(_batches_doubled).get(timeout=60) == [2, 4, 6]

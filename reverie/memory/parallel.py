@@ -8,6 +8,7 @@ cores, MiniLM over 768 lines of chatter (PASSIVE): 230-258/s with 2 intra-op thr
 with 2 workers of one thread each.
 """
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -25,6 +26,9 @@ def pool() -> ThreadPoolExecutor | None:
     """The process's workers (one per intra-op thread torch had), or None on one thread."""
     import torch
     with _LOCK:
+        if _POOL.get("pid") != os.getpid():      # why: a forked child has no worker threads
+            _POOL.clear()
+            _POOL["pid"] = os.getpid()
         if "pool" not in _POOL:
             n = torch.get_num_threads()
             workers = None
