@@ -18,6 +18,9 @@ def run(*args, timeout=300):
     (["world", "pretrain", "--out", "x", "--preset", "nope"], "not found"),
     (["world", "eval", "--people", "0"], "--people must be >= 1"),
     (["world", "bogus"], "invalid choice"),
+    (["world", "pretrain", "--out", "x", "--set", "device=tpu"], "device must be auto, cpu or cuda"),
+    (["bench", "lifelong", "--json", "x.json", "--set", "train.lrr=3"], "unknown config key 'train.lrr'"),
+    (["bench", "lifelong", "--json", "x.json", "--set", "train.lr"], "is not KEY=VALUE"),
 ])
 def test_bad_input_gives_one_line_and_exit_2(args, message):
     r = run(*args)

@@ -3,6 +3,7 @@
 import json
 
 from reverie.bench import json_target, run_bench
+from reverie.errors import ReverieError
 
 
 def _memory(args):
@@ -37,6 +38,9 @@ def register(sub):
     p.add_argument("--model", default=None, help="override the preset's model")
     p.add_argument("--workers", type=int, default=1,
                    help="strategies run side by side in this many processes, one thread each")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a sleep setting for every strategy, e.g. --set train.lr=3e-4 "
+                        "(repeatable; keys as in `reverie sleep --set`)")
     p.set_defaults(func=_lifelong)
 
     from reverie.bench.serve import add_parser as add_serve  # `reverie bench serve`
@@ -54,8 +58,14 @@ def _lifelong(args):
         else None
     bar = Bar("bench lifelong")
     try:
+        sleep = {}
+        for item in args.overrides:
+            key, eq, value = item.partition("=")
+            if not eq or not key.strip():
+                raise ReverieError(f"--set {item!r} is not KEY=VALUE; e.g. --set train.lr=3e-4")
+            sleep[key.strip()] = value.strip()
         figures = run_lifelong(args.preset, strategies, seed=args.seed, model=args.model,
-                               progress=bar, workers=args.workers)
+                               progress=bar, workers=args.workers, sleep=sleep)
     finally:
         bar.close()
     out.write_text(json.dumps(figures, indent=2))

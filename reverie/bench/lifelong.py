@@ -6,6 +6,7 @@ Baselines that never sleep are strategies here too: `frozen` (no recall, no slee
 recall alone can no longer answer). Every run drives the same Reverie calls users make.
 """
 
+import dataclasses
 import random
 import tempfile
 import time
@@ -237,8 +238,10 @@ class Setup:
     """What every strategy of one run shares: the stream, the probes, the pre-stream model and
     its day-0 figures. Rebuilt identically (same seed) in each worker process."""
 
-    def __init__(self, preset_name: str, seed: int, model: str | None, progress=None):
-        self.preset = PRESETS[preset_name]
+    def __init__(self, preset_name: str, seed: int, model: str | None, progress=None,
+                 sleep: dict | None = None):
+        preset = PRESETS[preset_name]
+        self.preset = dataclasses.replace(preset, sleep={**preset.sleep, **(sleep or {})})
         world = World.build(WorldConfig(seed=0))
         self.stream = build_stream(world, StreamConfig(**{**self.preset.stream.__dict__,
                                                           "seed": seed}))
@@ -256,15 +259,16 @@ class Setup:
 
 def _worker(args) -> tuple:
     """One strategy in its own process, on one thread (see run_lifelong's `workers`)."""
-    preset_name, strategy, seed, model = args
+    preset_name, strategy, seed, model, sleep = args
     torch.set_num_threads(1)
-    setup = Setup(preset_name, seed, model)
+    setup = Setup(preset_name, seed, model, sleep=sleep)
     from reverie.memory.embedder import shared
     return strategy, setup.run(strategy, seed, embedder=shared())
 
 
 def run_lifelong(preset_name: str, strategies: list | None = None, seed: int = 0,
-                 model: str | None = None, progress=None, workers: int = 1) -> dict:
+                 model: str | None = None, progress=None, workers: int = 1,
+                 sleep: dict | None = None) -> dict:
     """Every strategy of the preset through the same stream and probes; the benchmark's JSON.
 
     workers > 1 runs strategies side by side in separate processes of one thread each (on small
@@ -276,6 +280,11 @@ def run_lifelong(preset_name: str, strategies: list | None = None, seed: int = 0
     if workers < 1:
         raise ReverieError(f"--workers must be at least 1, got {workers}")
     preset = PRESETS[preset_name]
+    sleep = dict(sleep or {})
+    try:  # a bad override fails here, in one line, not in every worker
+        sleep_config("cls", {**preset.sleep, **sleep}, seed)
+    except (ValueError, TypeError, KeyError) as e:
+        raise ReverieError(f"--set: {e}") from None
     strategies = list(strategies or preset.strategies)
     from reverie.sleep.strategies import STRATEGIES
     unknown = [s for s in strategies if s not in STRATEGIES and s not in BASELINES]
@@ -284,7 +293,7 @@ def run_lifelong(preset_name: str, strategies: list | None = None, seed: int = 0
                            f"{', '.join(list(BASELINES) + list(STRATEGIES))}")
     progress = progress or (lambda **kw: None)
     start = time.time()
-    setup = Setup(preset_name, seed, model, progress)
+    setup = Setup(preset_name, seed, model, progress, sleep=sleep)
     results = {}
     if workers == 1:
         from reverie.memory.embedder import shared
@@ -294,7 +303,7 @@ def run_lifelong(preset_name: str, strategies: list | None = None, seed: int = 0
             results[s] = setup.run(s, seed, embedder=embedder, progress=progress)
     else:
         import multiprocessing
-        jobs = [(preset_name, s, seed, model) for s in strategies]
+        jobs = [(preset_name, s, seed, model, sleep) for s in strategies]
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
             for s, row in pool.imap_unordered(_worker, jobs):
                 progress(message=f"strategy {s} done")
@@ -303,6 +312,7 @@ def run_lifelong(preset_name: str, strategies: list | None = None, seed: int = 0
     probes = setup.probes
     return {"preset": preset_name, "model": str(setup.pre.path), "seed": seed,
             "stream": preset.stream.__dict__, "workers": workers,
+            "sleep_overrides": {**preset.sleep, **sleep},
             "day0_base_closed_book": round(setup.day0["base"], 4),
             "n_probes": {"acquisition": sum(map(len, probes.by_day)),
                          "updates": len(probes.updates), "base": len(probes.base),
