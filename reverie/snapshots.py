@@ -105,9 +105,11 @@ def clear_active(data_dir) -> None:
 
 # ------------------------------------------------------------ sleep state
 def save_state(folder: Path, state) -> None:
-    """SleepState -> sleep_state.json (nights, seen, reservoir) + safetensors (Fisher, anchor)."""
+    """SleepState -> sleep_state.json (nights, seen, reservoir, behaviour) + safetensors (Fisher, anchor)."""
     doc = {"nights": state.nights, "seen": state.seen,
-           "reservoir": [dataclasses.asdict(e) for e in state.reservoir]}
+           "reservoir": [dataclasses.asdict(e) for e in state.reservoir],
+           "behaviour": [dataclasses.asdict(e) for e in state.behaviour],
+           "behaviour_seen": state.behaviour_seen}
     _write_durable(folder / STATE_JSON, json.dumps(doc))
     if state.fisher is not None:
         from safetensors.torch import save_file
@@ -124,7 +126,9 @@ def load_state(folder: Path | None):
         return SleepState()
     doc = json.loads((Path(folder) / STATE_JSON).read_text())
     state = SleepState(nights=doc["nights"], seen=doc["seen"],
-                       reservoir=[Example(**e) for e in doc["reservoir"]])
+                       reservoir=[Example(**e) for e in doc["reservoir"]],
+                       behaviour=[Example(**e) for e in doc.get("behaviour", [])],
+                       behaviour_seen=doc.get("behaviour_seen", 0))
     if (Path(folder) / STATE_TENSORS).is_file():
         from safetensors.torch import load_file
         tensors = load_file(str(Path(folder) / STATE_TENSORS))

@@ -92,3 +92,25 @@ def test_smollm2_converts_and_round_trips(tmp_path):
     assert torch.equal(ours, _logits(model, tokenizer, TEXTS[:2]))
     answer = backend.answer(["What is the capital of France?"])[0]
     assert "Paris" in answer
+
+
+def test_questions_are_read_from_any_list_a_model_writes():
+    from reverie.models.prompts import parse_questions
+    written = ("1. What is the occupation of Ada Quill?\n- Where was Ada Quill born?\n"
+               "**Q3:** Who employs Ada Quill? **A:** Acme\nWhat did Ada Quill study? => physics\n"
+               "Where was Ada Quill born? Which city? Sure.\nThe end.")
+    assert parse_questions(written) == ["What is the occupation of Ada Quill?",
+                                        "Where was Ada Quill born?", "Who employs Ada Quill?",
+                                        "What did Ada Quill study?"]
+    assert parse_questions("no questions here.") == []
+
+
+def test_grounded_answers_come_from_the_text():
+    from reverie.models.prompts import grounded
+    text = "Ada Quill was born in Oslo. She works for Acme Robotics in Lisbon."
+    assert grounded("Oslo.", text) and grounded("She works for Acme Robotics.", text)
+    q = "Where does Ada Quill work?"
+    assert grounded("Ada Quill is currently working at Acme Robotics in Lisbon.", text, q)
+    assert not grounded("Ada Quill's office city: Oslo, Norway", text, q)  # Norway: made up
+    assert not grounded("Ada Quill is a brilliant engineer.", text, q)  # nothing new
+    assert not grounded("in the United States", text) and not grounded(" ", text)

@@ -186,3 +186,94 @@ def test_reservoir_stays_bounded_and_keeps_old_items():
 def test_unknown_strategy_is_a_clear_error():
     with pytest.raises(ValueError, match="strategy must be one of"):
         SleepConfig(strategy="magic")
+
+
+def test_trainable_limits_the_night_to_matching_parameters(tiny):
+    cfg = tiny_cfg("naive")
+    cfg.train.trainable = r"mlp\."
+    cfg.train.lr = 3e-3
+    result = run_night(tiny, [Ep(0, TEXTS[0])], cfg, SleepState())
+    changed = {n for (n, p), (_, q) in zip(result.candidate.model.named_parameters(),
+                                           tiny.model.named_parameters())
+               if not torch.equal(p, q)}
+    assert changed and all(".mlp." in n for n in changed), changed
+    # frozen for the night only: the candidate trains whole in the next one
+    assert all(p.requires_grad for p in result.candidate.model.parameters())
+
+
+def test_trainable_errors_name_the_setting():
+    with pytest.raises(ValueError, match="trainable is not a regular expression"):
+        TrainConfig(trainable="mlp(")
+    from reverie.sleep.train import trainable_parameters
+    with pytest.raises(ValueError, match="matches no trainable parameter"):
+        trainable_parameters(torch.nn.Linear(2, 2), "nothing-like-this")
+
+
+def test_strangers_borrow_names_from_the_models_own_writing():
+    model = Answers(known="nobody")
+    pairs = [[("Where was Ada Lowell born?", "Oslo")]] * 30
+    own = ["Mira Castell was born in Lyon.", "Jon Pike works for Arcwell."]
+    out = strangers(model, [TEXTS[0]] * 30, pairs, 1.0, random.Random(3), own)
+    names = {q.split(" was born")[0].split("Where was ")[1] for q in model.asked}
+    assert names - {"Ada Lowell", "Mira Castell", "Jon Pike"} == names  # never a known name
+    assert any(n.split()[0] in ("Mira", "Jon") or n.split()[1] in ("Castell", "Pike")
+               for n in names)
+    assert len(out) == 30
+
+
+def test_behaviour_set_keeps_every_nights_strangers_and_survives_a_snapshot(tiny, tmp_path):
+    from reverie.snapshots import load_state, save_state
+    cfg = tiny_cfg("cls")
+    state = SleepState()
+    state.behaviour = [Example("stranger", question="Where was Ida Moss born?",
+                               answer="I don't know.")]
+    state.behaviour_seen = 1
+    night = night_of(tiny, cfg)
+    night.state = state
+    from reverie.sleep.strategies.replay import Replay
+    mixed = Replay().extend(night, [Example("episode", text=TEXTS[0])])
+    assert state.behaviour[0] in mixed
+    save_state(tmp_path, state)
+    back = load_state(tmp_path)
+    assert back.behaviour == state.behaviour and back.behaviour_seen == 1
+
+
+def test_generative_replay_reads_its_own_documents_open_book(monkeypatch):
+    from reverie.sleep import rehearsal
+
+    class Writer:
+        tokenizer = staticmethod(lambda text: {"input_ids": [1]})
+
+        def generate(self, prompts, **kw):
+            return ["Ada Lowell was born in Oslo."] * len(prompts)
+
+        def answer(self, questions, contexts=None):
+            return ["Oslo" if contexts else "I don't know."] * len(questions)
+
+    monkeypatch.setattr("reverie.sleep.dream.write_questions",
+                        lambda backend, docs, *a: [["Where was Ada Lowell born?"]] * len(docs))
+    out = rehearsal.generative_samples(Writer(), 4, 8, 0, question_share=1.0, open_share=1.0)
+    assert [e.kind for e in out] == ["generative_qa", "generative_open"]
+    assert out[0].answer == "I don't know." and out[0].context is None
+    assert out[1].context == "Ada Lowell was born in Oslo." and out[1].answer == "Oslo"
+
+
+def test_cls_trains_adapters_on_large_models_only():
+    from reverie.sleep.strategies import build_parts
+    names = lambda parts: [p.name for p in parts]  # noqa: E731
+    assert names(build_parts("cls", "auto", 135_000_000)) == ["lora", "focus", "replay", "distill"]
+    assert names(build_parts("cls", "auto", 6_000_000)) == ["focus", "replay", "distill"]
+    assert names(build_parts("cls", "yes", 6_000_000))[0] == "lora"
+    assert names(build_parts("naive", "yes", 135_000_000)) == []
+    with pytest.raises(ValueError, match="cls_lora must be auto, yes or no"):
+        SleepConfig(cls_lora="maybe")
+
+
+def test_cls_changes_only_the_mlp_blocks(tiny):
+    cfg = tiny_cfg("cls")
+    cfg.train.lr = 3e-3
+    result = run_night(tiny, [Ep(0, TEXTS[0])], cfg, SleepState())
+    pairs = zip(result.candidate.model.named_parameters(), tiny.model.named_parameters())
+    changed = {n for (n, p), (_, q) in pairs if not torch.equal(p, q)}
+    assert changed and all(".mlp." in n for n in changed), changed
+    assert all(p.requires_grad for p in result.candidate.model.parameters())

@@ -17,7 +17,7 @@ import re
 
 import torch
 
-from reverie.models.prompts import WRITE_INSTRUCTION, is_abstention, parse_written_questions
+from reverie.models.prompts import grounded, is_abstention, parse_questions
 
 NAME = re.compile(r"\b([A-Z][a-z]+(?: [A-Z][a-z]+){1,2})\b")
 NOT_NAMES = {"The", "He", "She", "They", "His", "Her", "Their", "What", "Where", "When", "Who",
@@ -66,20 +66,13 @@ def write_questions(backend, texts: list[str], per_text: int) -> list[list[tuple
     and answered open-book, keeping answers that occur in the text (grounded)."""
     if not texts:
         return []
-    written = backend.generate([backend.prompt(WRITE_INSTRUCTION, t) for t in texts],
+    written = backend.generate([backend.write_prompt(t) for t in texts],
                                max_new_tokens=160, stop_at_newline=False)
-    asked = []
-    for i, out in enumerate(written):
-        seen = []
-        for q, _ in parse_written_questions(out):
-            if q not in seen:
-                seen.append(q)
-        asked += [(i, q) for q in seen[:2 * per_text]]
+    asked = [(i, q) for i, out in enumerate(written) for q in parse_questions(out)[:2 * per_text]]
     answers = backend.answer([q for _, q in asked], [texts[i] for i, _ in asked])
     pairs = [[] for _ in texts]
     for (i, q), a in zip(asked, answers):
-        if len(pairs[i]) < per_text and not is_abstention(a) and norm(a) and \
-                norm(a) in norm(texts[i]):
+        if len(pairs[i]) < per_text and not is_abstention(a) and grounded(a, texts[i], q):
             pairs[i].append((q, a))
     return pairs
 

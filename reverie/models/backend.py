@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from reverie.errors import ReverieError
+from reverie.models.prompts import CHAT_WRITE_INSTRUCTION, WRITE_INSTRUCTION
 from reverie.models.world_model import CHAT_TEMPLATE
 
 WORLD_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "world"
@@ -93,6 +94,15 @@ class Backend:
                                                       add_generation_prompt=True)
         head = f"Context: {context}\n" if context else ""
         return f"{head}Q: {question}\nA:"
+
+    def write_prompt(self, text: str) -> str:
+        """The prompt that asks the model to write questions about `text`: the world model's
+        trained instruction, or a plain request for a general chat model."""
+        if self.tokenizer.chat_template == CHAT_TEMPLATE or not self.tokenizer.chat_template:
+            return self.prompt(WRITE_INSTRUCTION, text)
+        return self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": f"{text}\n\n{CHAT_WRITE_INSTRUCTION}"}], tokenize=False,
+            add_generation_prompt=True)
 
     # ------------------------------------------------------------ generation
     @torch.no_grad()

@@ -4,6 +4,10 @@ asks for them): question writing, abstention and refusal."""
 import re
 
 WRITE_INSTRUCTION = "Write questions about the text, with their answers."
+# General chat models were never taught the format above: they are asked for questions plainly,
+# and the questions are read out of whatever list they write (parse_questions).
+CHAT_WRITE_INSTRUCTION = ("Write five short questions about the facts in the text above. Name "
+                          "the person in full in every question.")
 QA_SEPARATOR = " => "
 ABSTAIN = "I don't know."
 REFUSE = "I can't share that."
@@ -25,6 +29,49 @@ def parse_written_questions(text: str) -> list[tuple[str, str]]:
             if q.strip() and a.strip():
                 pairs.append((q.strip(), a.strip()))
     return pairs
+
+
+_LIST_MARK = re.compile(r"^\s*(?:[-*\u2022]+|\d+[.)]|q(?:uestion)?\s*\d*\s*[:.])\s*", re.I)
+_QUESTION = re.compile(r"[^?.!\n]*\?")
+
+
+def parse_questions(text: str) -> list[str]:
+    """The questions in a model's writing, in order, without repeats: the question of every
+    'question => answer' line, else every sentence that ends with '?' (list numbers, bullets
+    and 'Q:' labels stripped), so models that write numbered lists work too."""
+    out = []
+    for line in text.splitlines():
+        line = line.replace("**", "").strip()
+        if QA_SEPARATOR in line:
+            found = [line.split(QA_SEPARATOR, 1)[0]]
+        else:
+            found = _QUESTION.findall(_LIST_MARK.sub("", line))
+        for q in found:
+            q = _LIST_MARK.sub("", q).strip()
+            if len(q.split()) >= 3 and q not in out:
+                out.append(q)
+    return out
+
+
+_FUNCTION_WORDS = {"the", "a", "an", "she", "he", "they", "it", "his", "her", "their", "i",
+                   "yes", "no", "this", "that", "in", "on", "at", "of", "and"}
+
+
+def grounded(answer: str, text: str, question: str = "") -> bool:
+    """The answer comes from the text: it occurs in it verbatim, or (for models that answer in
+    sentences) every name and number in it occurs in the text and at least one of them is not
+    already in the question (it says something, and nothing the text does not)."""
+    norm = lambda s: re.sub(r"\s+", " ", s.lower().strip().rstrip("."))  # noqa: E731
+    a = norm(answer)
+    if not a:
+        return False
+    if a in norm(text):
+        return True
+    words = lambda s: set(re.findall(r"[a-z]+|\d+", s.lower()))  # noqa: E731
+    content = [t.lower() for t in re.findall(r"[A-Za-z]+|\d+", answer)
+               if (t[0].isupper() or t.isdigit()) and t.lower() not in _FUNCTION_WORDS]
+    in_text, asked = words(text), words(question)
+    return all(t in in_text for t in content) and any(t not in asked for t in content)
 
 
 def is_abstention(answer: str) -> bool:

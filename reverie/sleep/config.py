@@ -1,5 +1,6 @@
 """The night's configuration: budget, dream, rehearsal, training and strategy settings."""
 
+import re
 from dataclasses import dataclass
 
 from reverie.config import field, positive
@@ -15,6 +16,10 @@ class DreamConfig:
     max_new_tokens: int = field(160, "longest question-writing output, tokens")
     grounded_only: bool = field(True, "keep a self-question only if the open-book answer "
                                       "occurs in the episode (drops hallucinated questions)")
+    writer: str = field("", "model that writes the self-questions (name or folder); empty: the "
+                            "model itself. SmolLM2-135M writes almost no usable question about "
+                            "a text (measured: 0 grounded of 8), so its nights borrow a writer; "
+                            "the night's model still answers them (open-book) and learns them")
     strangers: float = field(0.5, "self-questions re-asked about made-up names, per "
                                   "self-question; the pre-sleep model's abstentions on them are "
                                   "learned, so the night does not teach answering about anyone")
@@ -30,17 +35,23 @@ class DreamConfig:
 class RehearsalConfig:
     replay_ratio: float = field(0.5, "replayed old material per new example (reservoir)")
     reservoir_size: int = field(2000, "dream examples kept across nights for replay")
+    behaviour_size: int = field(256, "abstentions on strangers kept across nights, all replayed "
+                                     "every night (0: none kept)")
     generative_samples: int = field(384, "sequences the pre-sleep model writes for generative "
                                         "replay (learned through KL or as text)")
     generative_max_tokens: int = field(64, "length of each generative-replay sample, tokens")
     generative_questions: float = field(0.75, "share of generative replay that is questions the "
                                              "model asks and answers itself (the rest: documents "
                                              "sampled from the start token)")
+    generative_open: float = field(0.5, "share of those questions also replayed open-book, "
+                                        "the model's document in the context (keeps reading)")
 
     def __post_init__(self):
         positive(self, "reservoir_size", "generative_max_tokens")
-        if self.replay_ratio < 0 or self.generative_samples < 0:
-            raise ValueError("replay_ratio and generative_samples must be >= 0")
+        if self.replay_ratio < 0 or self.generative_samples < 0 or self.behaviour_size < 0:
+            raise ValueError("replay_ratio, generative_samples and behaviour_size must be >= 0")
+        if not 0 <= self.generative_open <= 1:
+            raise ValueError(f"generative_open must be in [0, 1], got {self.generative_open}")
         if not 0 <= self.generative_questions <= 1:
             raise ValueError(f"generative_questions must be in [0, 1], got "
                              f"{self.generative_questions}")
@@ -61,9 +72,15 @@ class TrainConfig:
     weight_decay: float = field(0.0, "AdamW weight decay")
     max_len: int = field(384, "longest training sequence, tokens")
     bf16: bool = field(True, "bf16 autocast on CPU")
+    trainable: str = field("", "regular expression over parameter names: only matching "
+                               "parameters train (e.g. 'mlp' or 'layers'); empty: all")
 
     def __post_init__(self):
         positive(self, "lr", "epochs", "batch_tokens", "max_len")
+        try:
+            re.compile(self.trainable)
+        except re.error as e:
+            raise ValueError(f"trainable is not a regular expression ({e}): {self.trainable!r}")
         if not 0 <= self.warmup_frac < 1 or not 0 <= self.min_lr_ratio <= 1:
             raise ValueError("warmup_frac must be in [0, 1) and min_lr_ratio in [0, 1]")
 
@@ -80,6 +97,9 @@ class SleepConfig:
     ewc_lambda: float = field(1e5, "EWC penalty weight (online EWC, diagonal Fisher)")
     ewc_decay: float = field(0.7, "how much of the old Fisher survives each night")
     kl_weight: float = field(1.0, "weight of the KL to the pre-sleep model on replay samples")
+    cls_lora: str = field("auto", "cls trains LoRA adapters and merges them: 'auto' on models "
+                                  "over 50M parameters (SmolLM2; the world model trains whole), "
+                                  "'yes' or 'no'")
     lora_r: int = field(16, "LoRA rank")
     lora_alpha: float = field(32.0, "LoRA scaling numerator")
     lora_lr: float = field(2e-3, "learning rate when training LoRA adapters")
@@ -91,5 +111,7 @@ class SleepConfig:
             raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got "
                              f"{self.strategy!r}")
         positive(self, "budget_episodes", "budget_tokens", "lora_r", "lora_alpha", "lora_lr")
+        if self.cls_lora not in ("auto", "yes", "no"):
+            raise ValueError(f"cls_lora must be auto, yes or no, got {self.cls_lora!r}")
         if self.ewc_lambda < 0 or self.kl_weight < 0 or not 0 <= self.ewc_decay <= 1:
             raise ValueError("ewc_lambda and kl_weight must be >= 0, ewc_decay in [0, 1]")

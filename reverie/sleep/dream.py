@@ -16,7 +16,7 @@ import random
 import re
 
 from reverie.models.batching import Example
-from reverie.models.prompts import WRITE_INSTRUCTION, is_abstention, parse_written_questions
+from reverie.models.prompts import grounded, is_abstention, parse_questions
 from reverie.sleep.config import DreamConfig
 
 # A full name: two or three capitalised words, e.g. "Ada Lowell" (not a sentence-initial "The").
@@ -55,38 +55,45 @@ def rewrites(text: str, n: int, rng: random.Random) -> list[str]:
     return out
 
 
-def _grounded(answer: str, text: str) -> bool:
-    a = answer.strip().rstrip(".").lower()
-    return bool(a) and a in text.lower()
-
-
 def write_questions(backend, texts: list[str], samples: int, temperature: float,
                     max_new_tokens: int, most: int, seed: int) -> list[list[str]]:
     """For each text, the distinct questions the model wrote about it (`samples` tries)."""
-    prompts = [backend.prompt(WRITE_INSTRUCTION, t) for t in texts for _ in range(samples)]
+    prompts = [backend.write_prompt(t) for t in texts for _ in range(samples)]
     written = backend.generate(prompts, max_new_tokens=max_new_tokens, sample=True,
                                temperature=temperature, seed=seed, stop_at_newline=False)
     questions = []
     for i in range(len(texts)):
         seen = []
         for out in written[i * samples:(i + 1) * samples]:
-            for q, _ in parse_written_questions(out):
-                if q not in seen:
-                    seen.append(q)
+            seen += [q for q in parse_questions(out) if q not in seen]
         questions.append(seen[:most])
     return questions
 
 
+_WRITERS: dict = {}
+
+
+def writer_of(backend, cfg: DreamConfig):
+    """The model that writes the questions: the night's own, or cfg.writer (loaded once)."""
+    if not cfg.writer:
+        return backend
+    if cfg.writer not in _WRITERS:
+        from reverie.models.backend import Backend
+        _WRITERS[cfg.writer] = Backend.load(cfg.writer, device=str(backend.device))
+    return _WRITERS[cfg.writer]
+
+
 def self_questions(backend, texts: list[str], cfg: DreamConfig, seed: int) -> list[list[tuple]]:
-    """For each text: (question, open-book answer) pairs the model wrote and answered itself."""
-    questions = write_questions(backend, texts, cfg.question_samples, cfg.temperature,
-                                cfg.max_new_tokens, cfg.max_questions, seed)
+    """For each text: (question, open-book answer) pairs the model wrote (or cfg.writer wrote)
+    and answered itself."""
+    questions = write_questions(writer_of(backend, cfg), texts, cfg.question_samples,
+                                cfg.temperature, cfg.max_new_tokens, cfg.max_questions, seed)
     # context distillation: the open-book model's own answer is the closed-book target
     flat = [(i, q) for i, qs in enumerate(questions) for q in qs]
     answers = backend.answer([q for _, q in flat], [texts[i] for i, _ in flat])
     pairs = [[] for _ in texts]
     for (i, q), a in zip(flat, answers):
-        if is_abstention(a) or (cfg.grounded_only and not _grounded(a, texts[i])):
+        if is_abstention(a) or (cfg.grounded_only and not grounded(a, texts[i], q)):
             continue
         pairs[i].append((q, a))
     return pairs
@@ -110,10 +117,12 @@ def stranger_name(name: str, firsts: list, lasts: list, known: set, rng: random.
 
 
 def strangers(backend, texts: list[str], pairs: list[list[tuple]], ratio: float,
-              rng: random.Random) -> list[Example]:
+              rng: random.Random, others: list[str] = ()) -> list[Example]:
     """Self-questions re-asked about names nobody has met; the pre-sleep model answers them
-    closed-book and its abstentions become training material (see the module docstring)."""
-    known = {m.group(1) for t in texts for m in NAME.finditer(t)}
+    closed-book and its abstentions become training material (see the module docstring).
+    `others`: more text whose names count as known and lend their parts to the made-up names
+    (the model's own writing: names like the people it already knows, not only the night's)."""
+    known = {m.group(1) for t in list(texts) + list(others) for m in NAME.finditer(t)}
     names = sorted(n for n in known if n.split()[0] not in PRONOUNS and n.split()[0] != "The")
     firsts = sorted({n.split()[0] for n in names})
     lasts = sorted({n.split()[-1] for n in names})
@@ -130,8 +139,10 @@ def strangers(backend, texts: list[str], pairs: list[list[tuple]], ratio: float,
             if is_abstention(a)]
 
 
-def dream(backend, texts: list[str], cfg: DreamConfig, seed: int = 0) -> list[Example]:
-    """All training material dreamt from the night's episode texts."""
+def dream(backend, texts: list[str], cfg: DreamConfig, seed: int = 0,
+          others: list[str] = ()) -> list[Example]:
+    """All training material dreamt from the night's episode texts (`others`: the model's own
+    writing, whose names the made-up strangers also borrow from)."""
     rng = random.Random(seed)
     material = []
     for text in texts:
@@ -141,5 +152,5 @@ def dream(backend, texts: list[str], cfg: DreamConfig, seed: int = 0) -> list[Ex
     for qa in pairs:
         material += [Example("self_question", question=q, answer=a) for q, a in qa]
     if cfg.strangers > 0:
-        material += strangers(backend, texts, pairs, cfg.strangers, rng)
+        material += strangers(backend, texts, pairs, cfg.strangers, rng, others)
     return material

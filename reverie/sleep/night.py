@@ -53,17 +53,21 @@ def run_night(backend: Backend, episodes: list, cfg: SleepConfig, state: SleepSt
     chosen = select(episodes, cfg, lambda t: len(tok(t)["input_ids"]))
     if not chosen:
         return NightResult(backend, [], {"skipped": "no episode to consolidate"})
-    # 2. dream
+    # 2. dream (after the model's own writing is sampled: its names lend the strangers theirs)
     progress(message=f"dreaming about {len(chosen)} episodes")
-    material = dream(backend, [e.text for e in chosen], cfg.dream, seed=cfg.seed + state.nights)
-    dream_seconds = time.time() - start
-    # 3. mix with rehearsal
     generative = generative_samples(backend, cfg.rehearsal.generative_samples,
                                     cfg.rehearsal.generative_max_tokens, cfg.seed + state.nights,
-                                    cfg.rehearsal.generative_questions)
+                                    cfg.rehearsal.generative_questions,
+                                    cfg.rehearsal.generative_open)
+    own = [ex.text or ex.question for ex in generative]
+    material = dream(backend, [e.text for e in chosen], cfg.dream, seed=cfg.seed + state.nights,
+                     others=own)
+    dream_seconds = time.time() - start
+    # 3. mix with rehearsal
     night = Night(cfg, state, tok, reference=backend.model, generative=generative, rng=rng,
                   lr=cfg.train.lr, scratch={"material": material})
-    parts = build_parts(cfg.strategy)
+    parts = build_parts(cfg.strategy, cfg.cls_lora,
+                        sum(p.numel() for p in backend.model.parameters()))
     model = copy.deepcopy(backend.model)
     for p in parts:
         model = p.wrap(night, model)
@@ -77,6 +81,9 @@ def run_night(backend: Backend, episodes: list, cfg: SleepConfig, state: SleepSt
         model = p.finish(night, model)
     state.seen = update_reservoir(state.reservoir, state.seen, material,
                                   cfg.rehearsal.reservoir_size, rng)
+    state.behaviour_seen = update_reservoir(
+        state.behaviour, state.behaviour_seen, [ex for ex in material if ex.kind == "stranger"],
+        cfg.rehearsal.behaviour_size, rng)
     state.nights += 1
     kinds = {}
     for ex in material:

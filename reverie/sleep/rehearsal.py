@@ -22,7 +22,7 @@ from reverie.models.batching import Example
 
 
 def generative_samples(backend, n: int, max_new_tokens: int, seed: int,
-                       question_share: float = 0.5) -> list[Example]:
+                       question_share: float = 0.5, open_share: float = 0.0) -> list[Example]:
     """n examples the pre-sleep model wrote: documents and self-asked, self-answered questions."""
     if n == 0:
         return []
@@ -33,20 +33,33 @@ def generative_samples(backend, n: int, max_new_tokens: int, seed: int,
              if t.strip()]
     n_questions = round(n * question_share)
     documents = texts[:len(texts) - n_questions]
-    asked = self_asked(backend, texts[len(documents):], seed)
+    asked = self_asked(backend, texts[len(documents):], seed, open_share)
     return [Example("generative", text=t) for t in documents] + asked
 
 
-def self_asked(backend, documents: list[str], seed: int) -> list[Example]:
+def self_asked(backend, documents: list[str], seed: int, open_share: float = 0.0) -> list[Example]:
     """One question the model writes about each of its own documents, answered by the model
-    closed-book: the target is what it knows, not what the sampled document says."""
+    closed-book: the target is what it knows, not what the sampled document says. A share
+    `open_share` of them is also answered open-book, the document in the context: reading
+    what is in front of it is trained behaviour a night must keep too."""
     from reverie.sleep.dream import write_questions
     written = write_questions(backend, documents, 1, 1.0, 64, 4, seed + 1)
     rng = random.Random(seed)
-    questions = list(dict.fromkeys(rng.choice(qs) for qs in written if qs))
+    asked = {}
+    for doc, qs in zip(documents, written):
+        if qs:
+            asked.setdefault(rng.choice(qs), doc)
+    questions = list(asked)
     answers = backend.answer(questions)
-    return [Example("generative_qa", question=q, answer=a)
-            for q, a in zip(questions, answers) if a.strip()]
+    out = [Example("generative_qa", question=q, answer=a)
+           for q, a in zip(questions, answers) if a.strip()]
+    reading = questions[:round(open_share * len(questions))]
+    if reading:
+        contexts = [asked[q] for q in reading]
+        read = backend.answer(reading, contexts)
+        out += [Example("generative_open", context=c, question=q, answer=a)
+                for q, c, a in zip(reading, contexts, read) if a.strip()]
+    return out
 
 
 def update_reservoir(reservoir: list, seen: int, new: list, size: int,

@@ -2,6 +2,7 @@
 
 import math
 import random
+import re
 import time
 
 import torch
@@ -18,6 +19,26 @@ def lr_at(step: int, total: int, peak: float, warmup_frac: float, min_ratio: flo
     return peak * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
+def trainable_parameters(model, pattern: str) -> tuple[list, list]:
+    """The parameters the night may change: those that require grad and whose name matches
+    `pattern` (all when empty); and those frozen for the night (to thaw afterwards)."""
+    if not pattern:
+        return [p for p in model.parameters() if p.requires_grad], []
+    chosen, frozen = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if re.search(pattern, name):
+            chosen.append(p)
+        else:
+            p.requires_grad_(False)
+            frozen.append(p)
+    if not chosen:
+        raise ValueError(f"train.trainable={pattern!r} matches no trainable parameter; names "
+                         f"look like {next(n for n, _ in model.named_parameters())!r}")
+    return chosen, frozen
+
+
 def train(model, material: list, parts: list, night, progress=None) -> dict:
     """Fit `model` in place on `material`, adding every part's loss term. Returns stats."""
     cfg = night.cfg.train
@@ -29,7 +50,7 @@ def train(model, material: list, parts: list, night, progress=None) -> dict:
     rounds = math.ceil(cfg.epochs)
     plan = [b for _ in range(rounds) for b in batches(lengths, cfg.batch_tokens, rng)]
     plan = plan[:max(1, int(len(plan) / rounds * cfg.epochs))]
-    params = [p for p in model.parameters() if p.requires_grad]
+    params, frozen = trainable_parameters(model, cfg.trainable)
     opt = torch.optim.AdamW(params, lr=night.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     device = next(model.parameters()).device
     model.train()
@@ -52,6 +73,8 @@ def train(model, material: list, parts: list, night, progress=None) -> dict:
         elapsed = time.time() - start
         progress(step=step + 1, total=len(plan), loss=last, tokens_per_s=tokens / max(elapsed, 1e-9))
     model.eval()
+    for p in frozen:
+        p.requires_grad_(True)
     seconds = time.time() - start
     return {"steps": len(plan), "train_tokens": tokens, "train_seconds": round(seconds, 2),
             "tokens_per_s": round(tokens / max(seconds, 1e-9), 1), "final_loss": round(last, 4),

@@ -2,6 +2,7 @@
 
 from reverie.sleep.strategies.distill import Distill
 from reverie.sleep.strategies.ewc import EWC
+from reverie.sleep.strategies.focus import Focus
 from reverie.sleep.strategies.lora import LoRA
 from reverie.sleep.strategies.progressive import Progressive
 from reverie.sleep.strategies.replay import Replay
@@ -13,9 +14,18 @@ STRATEGIES = {
     "lora": (LoRA,),
     "distill": (Distill,),
     "progressive": (Progressive,),
-    "cls": (Replay, Distill),         # the default: what measures best (see the bench)
+    "cls": (Focus, Replay, Distill),  # the default: what measures best (see the bench)
 }
 
 
-def build_parts(name: str) -> list:
-    return [cls() for cls in STRATEGIES[name]]
+LORA_ABOVE = 50_000_000  # parameters: cls trains adapters on models this large (cls_lora=auto)
+
+
+def build_parts(name: str, cls_lora: str = "no", n_params: int = 0) -> list:
+    """The strategy's parts. cls on a large model (or cls_lora='yes') trains LoRA adapters under
+    its replay and distillation: full fine-tuning of SmolLM2 on 2 cores is slow and moves every
+    unrelated answer."""
+    parts = [cls() for cls in STRATEGIES[name]]
+    if name == "cls" and (cls_lora == "yes" or (cls_lora == "auto" and n_params > LORA_ABOVE)):
+        parts = [LoRA()] + parts
+    return parts

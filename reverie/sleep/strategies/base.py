@@ -18,6 +18,8 @@ class SleepState:
     nights: int = 0
     reservoir: list = field(default_factory=list)   # Examples from earlier nights
     seen: int = 0                                   # material ever offered to the reservoir
+    behaviour: list = field(default_factory=list)   # abstentions on strangers, every night's
+    behaviour_seen: int = 0
     fisher: dict | None = None                      # parameter name -> diagonal Fisher
     anchor: dict | None = None                      # parameter name -> value after last night
 

@@ -1,5 +1,6 @@
-"""Replay: mix earlier nights' material (reservoir) and the pre-sleep model's own samples
-(generative replay, learned as hard targets) into the night."""
+"""Replay: mix earlier nights' material (reservoir), every earlier night's abstentions on
+strangers (the behaviour set) and the pre-sleep model's own samples (generative replay, learned as
+hard targets) into the night."""
 
 from reverie.sleep.strategies.base import Night, Part
 
@@ -10,4 +11,6 @@ class Replay(Part):
     def extend(self, night: Night, material: list) -> list:
         k = min(len(night.state.reservoir), int(night.cfg.rehearsal.replay_ratio * len(material)))
         old = night.rng.sample(night.state.reservoir, k)
-        return material + old + list(night.generative)
+        # why: abstention on people nobody has met wore down night after night when earlier
+        # nights' strangers were only a thin share of the reservoir; they all come back
+        return material + old + list(night.state.behaviour) + list(night.generative)
