@@ -31,6 +31,9 @@ def test_frozen_changes_nothing(smoke):
     assert frozen["locality"] == 1.0 and frozen["kl"] == 0.0
     assert frozen["retention"] == 1.0 and frozen["train_tokens"] == 0
     assert frozen["acquisition"] == 0.0  # it never met the stream's people
+    misses = frozen["misses"]["acquisition"]  # so every acquisition probe is a miss
+    assert misses and all(m["expected"] not in m["answer"] for m in misses)
+    assert frozen["misses"]["abstention"] == []  # and it abstains on every stranger
 
 
 def test_a_night_trains_and_moves_the_model(smoke):

@@ -120,12 +120,15 @@ def locality_reference(backend: Backend, prompts: list) -> list:
 
 
 @torch.no_grad()
-def locality_and_kl(before: Backend, after: Backend, reference: list) -> tuple[float, float]:
+def locality_and_kl(before: Backend, after: Backend, reference: list) -> tuple[float, float, list]:
     """Teacher-forced on the pre-stream continuation: share of continuation positions whose
-    top-1 token is unchanged, and mean per-token KL(before || after) there (EasyEdit style)."""
+    top-1 token is unchanged, and mean per-token KL(before || after) there (EasyEdit style);
+    and the prompts where some top-1 token changed (the last line of the prompt, the reference
+    continuation, and what the model now prefers at each position)."""
     tok = before.tokenizer
     same = total = 0
     kl_sum = 0.0
+    changed = []
     for prompt, cont in reference:
         p_ids = tok(prompt)["input_ids"]
         c_ids = tok(" " + cont, add_special_tokens=False)["input_ids"] if cont else []
@@ -135,11 +138,15 @@ def locality_and_kl(before: Backend, after: Backend, reference: list) -> tuple[f
         span = slice(len(p_ids) - 1, len(p_ids) + len(c_ids) - 1)
         lb = before.model(input_ids=ids.to(before.device)).logits[0, span].float().cpu()
         la = after.model(input_ids=ids.to(after.device)).logits[0, span].float().cpu()
-        same += int((lb.argmax(-1) == la.argmax(-1)).sum())
+        kept = lb.argmax(-1) == la.argmax(-1)
+        same += int(kept.sum())
         total += len(c_ids)
         pb, pa = torch.log_softmax(lb, -1), torch.log_softmax(la, -1)
         kl_sum += float((pb.exp() * (pb - pa)).sum())
-    return same / max(1, total), kl_sum / max(1, total)
+        if not bool(kept.all()):
+            changed.append({"prompt": prompt.strip().splitlines()[-2:], "reference": cont,
+                            "now": tok.decode(la.argmax(-1))})
+    return same / max(1, total), kl_sum / max(1, total), changed
 
 
 class Clock:
@@ -209,10 +216,14 @@ def _clone(model):
     return copy.deepcopy(model)
 
 
+MISSES = 12  # wrong answers kept per suite in the JSON
+
+
 def _final_figures(r, recall: bool, probes: Probes, R: list, day0: dict, pre, reference) -> dict:
     ask = lambda qs: r.answer(qs, recall=recall)  # noqa: E731
     everyone = [q for day in probes.by_day for q in day]
-    acquisition = _accuracy(ask([q for q, _ in everyone]), [v for _, v in everyone])
+    acquired = ask([q for q, _ in everyone])
+    acquisition = _accuracy(acquired, [v for _, v in everyone])
     acquisition_train = _accuracy(ask([q for q, _ in probes.train_phrased]),
                                   [v for _, v in probes.train_phrased])
     upd = ask([q for q, _, _ in probes.updates])
@@ -224,10 +235,11 @@ def _final_figures(r, recall: bool, probes: Probes, R: list, day0: dict, pre, re
     forgotten = sum(1 for was, now in zip(day0["base_hits"], base_hits) if was and not now)
     n_updated = sum(is_correct(a, new) for a, (_, new, _) in zip(upd, probes.updates))
     n_acquired = round(acquisition * len(everyone))
-    abstention = sum(map(is_abstention, ask(probes.unknown))) / max(1, len(probes.unknown))
+    strangers = ask(probes.unknown)
+    abstention = sum(map(is_abstention, strangers)) / max(1, len(probes.unknown))
     refusals = ask([q for q, _ in probes.refusal])
     refusal = sum(is_refusal(a, p) for a, (_, p) in zip(refusals, probes.refusal)) / max(1, len(refusals))
-    locality, kl = locality_and_kl(pre, r.backend, reference)
+    locality, kl, moved = locality_and_kl(pre, r.backend, reference)
     return {
         "acquisition": round(acquisition, 4), "acquisition_train": round(acquisition_train, 4),
         "retention": round(base_now / day0["base"], 4) if day0["base"] else float("nan"),
@@ -238,6 +250,15 @@ def _final_figures(r, recall: bool, probes: Probes, R: list, day0: dict, pre, re
         "fuar": _round(metrics.fuar(forgotten, n_updated, n_acquired)),
         "bwt": round(metrics.bwt(R), 4), "forgetting": round(metrics.forgetting(R), 4),
         "acc": round(metrics.acc(R), 4),
+        # what went wrong, a few of each: where to look next
+        "misses": {
+            "acquisition": [{"question": q, "expected": v, "answer": a} for (q, v), a
+                            in zip(everyone, acquired) if not is_correct(a, v)][:MISSES],
+            "retention": [{"question": q, "expected": v, "answer": a} for (q, v), a, hit
+                          in zip(probes.base, base_answers, base_hits) if not hit][:MISSES],
+            "abstention": [{"question": q, "answer": a} for q, a in zip(probes.unknown, strangers)
+                           if not is_abstention(a)][:MISSES],
+            "locality": moved[:MISSES]},
         "accuracy_matrix": [[round(x, 4) for x in row] for row in R],
     }
 
