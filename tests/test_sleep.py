@@ -277,3 +277,31 @@ def test_cls_changes_only_the_mlp_blocks(tiny):
     changed = {n for (n, p), (_, q) in pairs if not torch.equal(p, q)}
     assert changed and all(".mlp." in n for n in changed), changed
     assert all(p.requires_grad for p in result.candidate.model.parameters())
+
+
+def test_a_writer_writes_the_questions_and_may_answer_them(monkeypatch):
+    from reverie.sleep import dream as dream_mod
+
+    class Writer:
+        def write_prompt(self, text):
+            return text
+
+        def generate(self, prompts, **kw):
+            return ["Where was Ada Lowell born? => Oslo"] * len(prompts)
+
+        def answer(self, questions, contexts=None):
+            return ["Oslo"] * len(questions)
+
+    class Learner(Writer):
+        def generate(self, prompts, **kw):
+            raise AssertionError("the learner writes no question when a writer is set")
+
+        def answer(self, questions, contexts=None):
+            return ["Ada Lowell was born in Oslo, Norway."] * len(questions)  # Norway: made up
+
+    monkeypatch.setitem(dream_mod._WRITERS, "teacher", Writer())
+    cfg = DreamConfig(writer="teacher")
+    assert dream_mod.self_questions(Learner(), TEXTS[:1], cfg, 0) == [[]]  # ungrounded answer
+    cfg.writer_answers = True
+    assert dream_mod.self_questions(Learner(), TEXTS[:1], cfg, 0) == \
+        [[("Where was Ada Lowell born?", "Oslo")]]

@@ -20,6 +20,8 @@ class DreamConfig:
                             "model itself. SmolLM2-135M writes almost no usable question about "
                             "a text (measured: 0 grounded of 8), so its nights borrow a writer; "
                             "the night's model still answers them (open-book) and learns them")
+    writer_answers: bool = field(False, "the writer also answers its questions from the text "
+                                        "(a teacher); off: the night's model answers them")
     strangers: float = field(0.5, "self-questions re-asked about made-up names, per "
                                   "self-question; the pre-sleep model's abstentions on them are "
                                   "learned, so the night does not teach answering about anyone")

@@ -88,9 +88,11 @@ def self_questions(backend, texts: list[str], cfg: DreamConfig, seed: int) -> li
     and answered itself."""
     questions = write_questions(writer_of(backend, cfg), texts, cfg.question_samples,
                                 cfg.temperature, cfg.max_new_tokens, cfg.max_questions, seed)
-    # context distillation: the open-book model's own answer is the closed-book target
+    # context distillation: the open-book model's own answer is the closed-book target (or the
+    # writer's, when it teaches)
     flat = [(i, q) for i, qs in enumerate(questions) for q in qs]
-    answers = backend.answer([q for _, q in flat], [texts[i] for i, _ in flat])
+    reader = writer_of(backend, cfg) if cfg.writer_answers else backend
+    answers = reader.answer([q for _, q in flat], [texts[i] for i, _ in flat])
     pairs = [[] for _ in texts]
     for (i, q), a in zip(flat, answers):
         if is_abstention(a) or (cfg.grounded_only and not grounded(a, texts[i], q)):
