@@ -21,6 +21,9 @@ def run(*args, timeout=300):
     (["world", "pretrain", "--out", "x", "--set", "device=tpu"], "device must be auto, cpu or cuda"),
     (["bench", "lifelong", "--json", "x.json", "--set", "train.lrr=3"], "unknown config key 'train.lrr'"),
     (["bench", "lifelong", "--json", "x.json", "--set", "train.lr"], "is not KEY=VALUE"),
+    (["bench", "gate", "--json", "x.json", "--parts", "gate,kils"], "unknown part 'kils'"),
+    (["bench", "lifelong", "--json", "x.json", "--set", "train.trainable=mlp("],
+     "trainable is not a regular expression"),
 ])
 def test_bad_input_gives_one_line_and_exit_2(args, message):
     r = run(*args)

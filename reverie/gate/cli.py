@@ -143,6 +143,9 @@ def register_bench(bsub):
                    help="same as --preset quick")
     p.add_argument("--json", required=True, help="where to write the figures")
     p.add_argument("--seed", type=int, default=0, help="seed of people, nights and kills")
+    p.add_argument("--parts", default=None,
+                   help="comma-separated parts to run (default: all): gate, clean_from_base, "
+                        "kills, deletion")
     p.set_defaults(func=_bench_gate)
 
 
@@ -152,7 +155,8 @@ def _bench_gate(args):
     out = json_target(args.json)
     bar = Bar("bench gate")
     try:
-        figures = run_gate_bench(args.preset, seed=args.seed, progress=bar)
+        parts = [x.strip() for x in args.parts.split(",") if x.strip()] if args.parts else None
+        figures = run_gate_bench(args.preset, seed=args.seed, progress=bar, parts=parts)
     finally:
         bar.close()
     write(figures, out)
