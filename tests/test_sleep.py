@@ -305,3 +305,11 @@ def test_a_writer_writes_the_questions_and_may_answer_them(monkeypatch):
     cfg.writer_answers = True
     assert dream_mod.self_questions(Learner(), TEXTS[:1], cfg, 0) == \
         [[("Where was Ada Lowell born?", "Oslo")]]
+
+
+def test_episodes_below_the_priority_floor_are_not_consolidated(tiny):
+    episodes = [Ep(0, TEXTS[0], priority=0.6), Ep(1, TEXTS[2], priority=0.05)]
+    assert run_night(tiny, episodes, tiny_cfg("naive"), SleepState()).episodes == [0]
+    low = run_night(tiny, episodes[1:], tiny_cfg("naive"), SleepState())
+    assert low.episodes == [] and "skipped" in low.report
+    assert run_night(tiny, episodes, tiny_cfg("naive", min_priority=0.0), SleepState()).episodes == [0, 1]

@@ -91,6 +91,10 @@ class SleepConfig:
     strategy: str = field("cls", "protection strategy: naive, replay, ewc, lora, distill, "
                                  "progressive or cls (see reverie/sleep/strategies)")
     budget_episodes: int = field(64, "most episodes consolidated in one night")
+    min_priority: float = field(0.2, "episodes below this priority are not consolidated (they "
+                                     "stay in recall until pruned). World model, 1,500 "
+                                     "episodes: chatter 0.04, restatements 0.12, updates 0.59, "
+                                     "new people 0.66 on average")
     budget_tokens: int = field(40_000, "most episode tokens consolidated in one night")
     dream: DreamConfig = field(DreamConfig(), "how episodes become training material")
     rehearsal: RehearsalConfig = field(RehearsalConfig(), "what is mixed in to keep the old")

@@ -28,9 +28,14 @@ class NightResult:
 
 
 def select(episodes: list, cfg: SleepConfig, count_tokens) -> list:
-    """Highest priority first, skipping private episodes, within the episode and token budgets."""
+    """Highest priority first, skipping private episodes and those below cfg.min_priority
+    (chatter, restatements: salience decides what is consolidated), within the budgets.
+
+    why the floor: consolidating chatter taught the model to answer small talk with its words
+    ("Q: The fire alarm test is on Thursday. A: tidy ...") instead of "I don't know."."""
     chosen, tokens = [], 0
-    ranked = sorted((e for e in episodes if not getattr(e, "private", False)),
+    ranked = sorted((e for e in episodes if not getattr(e, "private", False)
+                     and getattr(e, "priority", 1.0) >= cfg.min_priority),
                     key=lambda e: -getattr(e, "priority", 0.0))
     for e in ranked:
         n = count_tokens(e.text)
