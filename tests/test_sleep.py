@@ -313,3 +313,14 @@ def test_episodes_below_the_priority_floor_are_not_consolidated(tiny):
     low = run_night(tiny, episodes[1:], tiny_cfg("naive"), SleepState())
     assert low.episodes == [] and "skipped" in low.report
     assert run_night(tiny, episodes, tiny_cfg("naive", min_priority=0.0), SleepState()).episodes == [0, 1]
+
+
+def test_replay_leaves_out_old_material_about_tonights_subjects(tiny):
+    from reverie.sleep.strategies.replay import Replay
+    night = night_of(tiny, tiny_cfg("cls"))
+    stale = Example("self_question", question="Who employs Ada Lowell?", answer="Old Firm")
+    other = Example("self_question", question="Where was Otto Vance born?", answer="Oslo")
+    night.state.reservoir = [stale, other]
+    tonight = [Example("episode", text="Ada Lowell took a new job at New Firm.")]
+    mixed = Replay().extend(night, tonight + [Example("rewrite", text="x")] * 3)
+    assert other in mixed and stale not in mixed

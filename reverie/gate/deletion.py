@@ -168,6 +168,7 @@ def _unlearn(r, questions: list[str], ids: list[int]) -> None:
     from reverie.models.batching import Example
     from reverie.sleep.strategies.base import Night
     from reverie.sleep.strategies.distill import Distill
+    from reverie.sleep.strategies.focus import Focus
     from reverie.sleep.train import train
     cfg = copy.deepcopy(r.sleep_cfg)
     cfg.train.epochs, cfg.train.lr = r.gate.cfg.lesson_epochs, r.gate.cfg.lesson_lr
@@ -189,7 +190,14 @@ def _unlearn(r, questions: list[str], ids: list[int]) -> None:
     state = copy.deepcopy(r.state)
     night = Night(cfg, state, r.backend.tokenizer, reference=r.backend.model,
                   generative=generative, rng=random.Random(cfg.seed), lr=cfg.train.lr)
-    train(model, material, [Distill()], night)
+    # why Focus: like a night, the lesson changes the MLP blocks only, so the people it keeps
+    # lose less (12-epoch deletion bench, all weights: kept people 0.65 -> 0.54)
+    parts = [Focus(), Distill()]
+    for p in parts:
+        model = p.wrap(night, model)
+    train(model, material, parts, night)
+    for p in parts:
+        model = p.finish(night, model)
     from reverie.models.backend import Backend
     candidate = Backend(model.eval(), r.backend.tokenizer, r.backend.path)
     sid = snapshots.commit(r.data_dir, candidate, {
