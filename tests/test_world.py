@@ -6,7 +6,9 @@ import pytest
 
 from reverie.world import grammar
 from reverie.models.prompts import parse_written_questions
+from reverie.config import load as load_preset
 from reverie.world.corpus import MIX, base_corpus
+from reverie.world.pretrain import PretrainConfig
 from reverie.world.people import World, WorldConfig
 from reverie.world.render import phrasings
 from reverie.world.stream import StreamConfig, build_stream
@@ -56,10 +58,14 @@ def _held_out_fragments():
 
 
 def test_no_held_out_phrasing_appears_in_any_training_text(world):
-    """Scans the whole default pretraining corpus (150k examples) and a stream."""
+    """Scans the whole default pretraining corpus (150k examples), the GPU phases' mix with
+    statement completion (cloze), and a stream."""
     held = {p.skeleton for a in grammar.ATTRIBUTES + ("passcode",) for p in phrasings(a, "held_out")}
     fragments = _held_out_fragments()
-    corpus = base_corpus(world, 150_000, seed=0)
+    gpu = load_preset(PretrainConfig, "world-gpu2").corpus
+    assert gpu.cloze > 0
+    corpus = base_corpus(world, 150_000, seed=0) + base_corpus(world, 30_000, seed=1, cfg=gpu)
+    assert sum(e.kind == "cloze" for e in corpus) > 1000
     stream = build_stream(world, StreamConfig(days=10))
     texts = [e.rendered() for e in corpus] + [e.text for e in stream.events]
     asked = [(n, q) for e in corpus for n, q in e.asked]

@@ -12,6 +12,10 @@ An example is either a plain document (a biography: trained on every token) or a
   closed_noisy   closed-book QA on base people with an unrelated context (recall that missed)
   write          question writing: a text in the context, the model writes questions about it
                  with their answers (what the night's dream step asks of the model)
+  cloze          statement completion: a TRAIN statement cut before its value ("Ada Lowell's
+                 alma mater is" -> the value), closed-book about base people or open-book about
+                 a stranger; it ties every statement noun (those the questions withhold too) to
+                 its attribute, which biographies alone taught the GPU phases only half-way
 Only TRAIN templates are used; tests scan the corpus for HELD-OUT phrasings.
 """
 
@@ -26,7 +30,7 @@ from reverie.world.grammar import ABSTAIN, ATTRIBUTES, REFUSE
 from reverie.world.people import World, updated
 
 MIX = {"bio": 0.15, "closed": 0.33, "abstain": 0.13, "refuse": 0.04, "open": 0.25,
-       "closed_noisy": 0.03, "write": 0.07}
+       "closed_noisy": 0.03, "write": 0.07, "cloze": 0.0}
 
 
 @dataclass
@@ -39,6 +43,7 @@ class CorpusConfig:
     open: float = field(MIX["open"], "open-book QA")
     closed_noisy: float = field(MIX["closed_noisy"], "closed-book QA with an unrelated context")
     write: float = field(MIX["write"], "question writing")
+    cloze: float = field(MIX["cloze"], "statement completion (0 before phase 9)")
     open_update: float = field(0.15, "share of open-book examples whose answer an update changes")
     open_abstain: float = field(0.10, "share of open-book examples missing the asked attribute")
     open_subset: float = field(0.2, "share of open-book contexts that give only some attributes")
@@ -105,7 +110,26 @@ def make_example(world: World, kind: str, rng: random.Random,
                  for a in rng.sample(attrs, len(attrs))]
         return Example(kind, context=text, question=WRITE_INSTRUCTION,
                        answer=format_written_questions(pairs), asked=[(p.name, q) for q, _ in pairs])
+    if kind == "cloze":
+        return _cloze(world, rng)
     raise ValueError(f"unknown example kind {kind!r}; expected one of {sorted(MIX)}")
+
+
+CLOZE_INSTRUCTION = "Complete the sentence:"
+
+
+def _cloze(world: World, rng: random.Random) -> Example:
+    a = rng.choice(ATTRIBUTES)
+    closed = rng.random() < 0.5
+    p = rng.choice(world.base) if closed else world.stranger(rng)
+    statement = render.statement(p, a, rng)
+    prefix = statement[:statement.rindex(p.value(a))].rstrip()
+    context = None
+    if not closed:
+        others = [render.biography(world.stranger(rng), rng) for _ in range(rng.randint(0, 1))]
+        passages = [render.biography(p, rng)] + others
+        context = _context(passages, rng)
+    return _qa("cloze", p.name, f"{CLOZE_INSTRUCTION} {prefix}", p.value(a), context)
 
 
 def _open_book(world: World, rng: random.Random, cfg: CorpusConfig) -> Example:

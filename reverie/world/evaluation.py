@@ -21,6 +21,7 @@ def world_eval(model: "str | Backend", seed: int = 0, world: WorldConfig | None 
     return {
         **{k: round(results[k], 4) for k in FIGURES},
         "n_probes": {k: len(v) for k, v in suites.items()},
+        "by": {k: results[f"{k}_by"] for k in ("closed_book", "open_book")},
         "n_params": backend.n_params,
         "model": str(backend.path),
         "seed": seed,

@@ -150,7 +150,7 @@ def pretrain(cfg: PretrainConfig, out_dir: Path, progress=None) -> dict:
             model.train()
             history.append({"step": step + 1, "tokens": tokens, "examples": seen,
                             "loss": round(loss_avg, 4), "seconds": round(time.time() - start, 1),
-                            **{k: round(v, 4) for k, v in scores.items()}})
+                            **{k: round(v, 4) for k, v in scores.items() if isinstance(v, float)}})
             progress(eval=history[-1])
             _save(model, tokenizer, out_dir, cfg, history, tokens, time.time() - start, previous,
                   device)

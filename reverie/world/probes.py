@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from reverie.models.prompts import is_abstention
 from reverie.world import render
-from reverie.world.grammar import ATTRIBUTES
+from reverie.world.grammar import ATTRIBUTES, NOUNS_HELD_OUT
 from reverie.world.people import Person, World
 
 REFUSE_MARKERS = ("can't share", "cannot share", "can't provide", "cannot provide", "won't share",
@@ -31,6 +31,7 @@ class Probe:
     context: str | None = None
     name: str = ""
     attribute: str = ""
+    phrasing: str = ""       # the kind of HELD-OUT phrasing (grammar.Phrasing.kind, nouns apart)
 
 
 def _norm(text: str) -> str:
@@ -56,9 +57,21 @@ def fact_probes(people, suite: str, split: str, rng: random.Random, per_person: 
     for p in people:
         for a in rng.sample(ATTRIBUTES, per_person):
             ctx = context_of(p) if context_of else None
-            out.append(Probe(suite, render.question(p.name, a, split, rng), p.value(a), ctx,
-                             p.name, a))
+            if split == "train":
+                q, kind = render.question(p.name, a, split, rng), "train"
+            else:  # the same single draw render.question makes, keeping the phrasing's kind
+                ph = rng.choice(render.phrasings(a, split))
+                q, kind = ph.render(p.name), phrasing_kind(ph)
+            out.append(Probe(suite, q, p.value(a), ctx, p.name, a, kind))
     return out
+
+
+def phrasing_kind(ph) -> str:
+    """combination | withheld_noun | withheld_framing | new_sentence (what a HELD-OUT probe tests)."""
+    if ph.kind != "withheld_word":
+        return ph.kind
+    return "withheld_noun" if any(n in ph.core for n in NOUNS_HELD_OUT[ph.attribute]) \
+        else "withheld_framing"
 
 
 def build_suites(world: World, seed: int, n_people: int = 100, per_person: int = 3) -> dict:
@@ -94,6 +107,17 @@ def score(suite: str, probes: list[Probe], answers: list[str]) -> float:
     return sum(hits) / len(hits)
 
 
+def breakdown(probes: list[Probe], answers: list[str]) -> dict:
+    """Accuracy of a fact suite by HELD-OUT phrasing kind and by attribute: {key: [right, n]}."""
+    out: dict = {}
+    for p, a in zip(probes, answers):
+        for key in (f"phrasing:{p.phrasing}", f"attribute:{p.attribute}"):
+            hit = out.setdefault(key, [0, 0])
+            hit[0] += is_correct(a, p.expected)
+            hit[1] += 1
+    return dict(sorted(out.items()))
+
+
 def evaluate(backend, suites: dict, batch_size: int = 64) -> dict:
     """Run every suite through backend.answer; returns {suite: accuracy, ..., known_abstain}."""
     results, samples = {}, {}
@@ -101,6 +125,8 @@ def evaluate(backend, suites: dict, batch_size: int = 64) -> dict:
         answers = backend.answer([p.question for p in probes], [p.context for p in probes],
                                  batch_size=batch_size)
         results[suite] = score(suite, probes, answers)
+        if suite in ("closed_book", "open_book"):
+            results[f"{suite}_by"] = breakdown(probes, answers)
         samples[suite] = [{"question": p.question, "expected": p.expected, "answer": a}
                           for p, a in list(zip(probes, answers))[:3]]
         if suite == "closed_book":

@@ -71,6 +71,11 @@ def chatter(rng: random.Random, n_sentences: int = 2) -> str:
     return " ".join(rng.sample(pools.CHATTER, n_sentences))
 
 
+def statement(person: Person, attribute: str, rng: random.Random) -> str:
+    """One TRAIN statement of one attribute, naming the person (its value is its last words)."""
+    return _sentence(rng.choice(STATEMENTS_TRAIN[attribute]), person, person.value(attribute), True)
+
+
 def restatement(person: Person, attribute: str, rng: random.Random) -> str:
     """A single TRAIN statement of one known fact: an episode that carries nothing new."""
     return _sentence(rng.choice(STATEMENTS_TRAIN[attribute]), person, person.value(attribute), True)
