@@ -62,8 +62,8 @@ def test_no_held_out_phrasing_appears_in_any_training_text(world):
     statement completion (cloze), and a stream."""
     held = {p.skeleton for a in grammar.ATTRIBUTES + ("passcode",) for p in phrasings(a, "held_out")}
     fragments = _held_out_fragments()
-    gpu = load_preset(PretrainConfig, "world-gpu2").corpus
-    assert gpu.cloze > 0
+    gpu = load_preset(PretrainConfig, "world-gpu3").corpus
+    assert gpu.cloze > 0 and gpu.open_recall > 0
     corpus = base_corpus(world, 150_000, seed=0) + base_corpus(world, 30_000, seed=1, cfg=gpu)
     assert sum(e.kind == "cloze" for e in corpus) > 1000
     stream = build_stream(world, StreamConfig(days=10))

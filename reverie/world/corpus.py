@@ -47,6 +47,10 @@ class CorpusConfig:
     open_update: float = field(0.15, "share of open-book examples whose answer an update changes")
     open_abstain: float = field(0.10, "share of open-book examples missing the asked attribute")
     open_subset: float = field(0.2, "share of open-book contexts that give only some attributes")
+    open_recall: float = field(0.0, "share of open-book contexts shaped like the hippocampus's "
+                                    "recall: the person's biography (sometimes twice), one or two "
+                                    "job or city updates after it, the superseded statements "
+                                    "dropped half the time; any attribute asked (0 before phase 10)")
     max_distractors: int = field(2, "most distractor biographies in an open-book context")
     open_turns: int = field(1, "questions asked about each open-book context (one turn each): "
                                "the context's cost is shared by several answers")
@@ -57,6 +61,8 @@ class CorpusConfig:
             raise ValueError(f"corpus weights must be >= 0 with a positive sum, got {weights}")
         if self.open_turns < 1:
             raise ValueError(f"open_turns must be >= 1, got {self.open_turns}")
+        if not 0 <= self.open_recall <= 1:
+            raise ValueError(f"open_recall must be in [0, 1], got {self.open_recall}")
         if (not 0 <= self.open_update + self.open_abstain + self.open_subset <= 1
                 or min(self.open_update, self.open_abstain, self.open_subset) < 0
                 or self.max_distractors < 0):
@@ -135,6 +141,8 @@ def _cloze(world: World, rng: random.Random) -> Example:
 def _open_book(world: World, rng: random.Random, cfg: CorpusConfig) -> Example:
     p = world.stranger(rng)
     a = rng.choice(ATTRIBUTES)
+    if cfg.open_recall and rng.random() < cfg.open_recall:
+        return _open_book_recalled(world, p, a, rng, cfg)
     roll = rng.random()
     target_attrs = list(ATTRIBUTES)
     answer = p.value(a)
@@ -163,6 +171,36 @@ def _open_book(world: World, rng: random.Random, cfg: CorpusConfig) -> Example:
             q = render.question(p.name, x, "train", rng)
             ex.more.append((q, p.value(x) if x in target_attrs else ABSTAIN))
             ex.asked.append((p.name, q))
+    return ex
+
+
+def _open_book_recalled(world: World, p, a: str, rng: random.Random,
+                        cfg: CorpusConfig) -> Example:
+    """A context as recall assembles it, older first: the biography, maybe a second rendering
+    of it (a repeat stored on its own), then one or two updates. Recall drops a statement a
+    newer episode superseded, so half the time the biography lacks the old job or city and
+    only the update sentence (which names the old value too) says anything about it. Phase 8
+    learned updates only under questions about the updated attribute, and answered a birth
+    city question with the city of a work-city update."""
+    moved = rng.sample(("employer", "employer_city"), rng.randint(1, 2))
+    after, updates = p, []
+    for u in moved:
+        new = updated(after, u, rng)
+        updates.append(render.update_text(after, new, u, rng))
+        after = new
+    keep = [x for x in ATTRIBUTES if x not in moved] if rng.random() < 0.5 else list(ATTRIBUTES)
+    passages = [render.biography(p, rng, attributes=keep)]
+    if rng.random() < 0.25:
+        passages.append(render.biography(p, rng, attributes=keep))
+    if rng.random() < 0.3:
+        passages.append(render.biography(world.stranger(rng), rng))
+    rng.shuffle(passages)
+    context = "\n".join(passages + updates)
+    ex = _qa("open", p.name, render.question(p.name, a, "train", rng), after.value(a), context)
+    for x in rng.sample([x for x in ATTRIBUTES if x != a], min(cfg.open_turns, 6) - 1):
+        q = render.question(p.name, x, "train", rng)
+        ex.more.append((q, after.value(x)))
+        ex.asked.append((p.name, q))
     return ex
 
 
