@@ -143,3 +143,21 @@ def test_a_question_about_someone_no_episode_mentions_gets_no_context(tmp_path, 
     assert stranger.episodes == [] and stranger.context == ""
     unnamed = m.context("who keeps antique telescopes?", "ns")   # no name: recall decides
     assert unnamed.episodes and DOCS[-1] in unnamed.context
+
+
+def test_the_person_named_in_the_query_outranks_the_same_words_about_others(tmp_path, embedder):
+    # The memory bench's recall misses: "alma mater" questions ranked other people's alma
+    # maters (Amos Stroud's among them) above the asked person's biography, worded otherwise.
+    m = make(tmp_path, embedder)
+    firsts = ["Boris", "Selma", "Mateo", "Levi", "Theo", "Naomi", "Amos", "Astrid"]
+    lasts = ["Stroud", "Delacroix", "Fenwick", "Winslow", "Goodwin", "Ashby", "Brennan"]
+    others = [f"{f} {l}'s alma mater is {l} University." for f in firsts for l in lasts
+              if (f, l) != ("Boris", "Stroud")]
+    m.ingest([{"text": t} for t in others], "ns")
+    bio = m.ingest([{"text": "Boris Stroud was born in Oslo. He graduated from Redwood College."}],
+                   "ns")[0].id
+    for q in ("Question: Do you know Boris Stroud's alma mater?",
+              "Say what Boris Stroud's alma mater is."):
+        top = m.recall(q, "ns", k=5)
+        assert bio in [e.id for e in top], [e.text for e in top]
+        assert "Redwood College" in m.context(q, "ns").context

@@ -259,6 +259,13 @@ def run(cfg: MemoryBenchConfig, data_dir=None, progress=None, backend=None) -> d
     figures["update_samples"] = [{"question": p[2], "new": p[3], "old": p[4], "answer": a,
                                   "context": c} for p, a, c in
                                  list(zip(uprobes, uanswers, ucontexts))[:3]]
+    # why: the wrong answers say what to fix (reading, recall, or supersede)
+    figures["open_book_misses"] = [{"question": p[2], "expected": p[3], "answer": ans,
+                                    "context": c} for p, ans, c in zip(probes, answers, contexts)
+                                   if not is_correct(ans, p[3])][:8]
+    figures["update_misses"] = [{"question": p[2], "new": p[3], "old": p[4], "answer": a,
+                                 "context": c} for p, a, c in zip(uprobes, uanswers, ucontexts)
+                                if not is_correct(a, p[3])][:8]
 
     # ---- recall latency (query embedding included), mixed questions
     names = list(people) + [p.name for p in world.base]

@@ -174,7 +174,8 @@ class Memory:
 
     # ------------------------------------------------------------ recall
     def recall(self, query: str, namespace: str = "default", k: int | None = None) -> list:
-        """Hybrid recall: BM25 and dense candidates fused by reciprocal rank; best first."""
+        """Hybrid recall: BM25 and dense candidates, and episodes naming the people the query
+        names (an FTS phrase per full name), fused by reciprocal rank; best first."""
         ns = self.store.check_namespace(namespace)
         if not isinstance(query, str) or not query.strip():
             raise ReverieError("the recall query is empty; pass the question or words to look for")
@@ -182,8 +183,15 @@ class Memory:
         qv = self.embed([query[:4000]])                                   # (1, dim)
         _, dense_ids = self._dense().search(ns, qv, self.cfg.candidates)
         lexical_ids = self.store.lexical(ns, claimlib.query_terms(query), self.cfg.candidates)
+        rankings = [lexical_ids, [int(i) for i in dense_ids[0] if i >= 0]]
+        people = claimlib.names(query)
+        if people:  # why: a name is the query's most selective part, but BM25 and the dense
+            # vector weigh it like any word: "Boris Stroud's alma mater" ranked five other
+            # people's alma maters above Boris Stroud's biography. The name as an FTS phrase
+            # is a third ranking in the fusion.
+            rankings.append(self.store.lexical(ns, people, self.cfg.candidates))
         scores: dict = {}
-        for ranking in (lexical_ids, [int(i) for i in dense_ids[0] if i >= 0]):
+        for ranking in rankings:
             for rank, eid in enumerate(ranking):
                 scores[eid] = scores.get(eid, 0.0) + 1.0 / (self.cfg.rrf_k + rank + 1)
         top = sorted(scores, key=lambda e: (-scores[e], -e))[:k]
