@@ -91,6 +91,31 @@ def test_strangers_reask_the_night_questions_and_keep_only_abstentions():
     assert len(out) == sum("Otto Lowell" not in q for q in model.asked)
 
 
+class Guard:
+    """Declines requests that name a code, gives a fact for anything else."""
+
+    def __init__(self):
+        self.asked = []
+
+    def answer(self, questions, contexts=None):
+        self.asked += questions
+        return ["I can't share that." if "code" in q else "Eastfield" for q in questions]
+
+
+def test_guarded_requests_keep_only_what_the_model_declines():
+    from reverie.sleep.dream import guarded
+    model = Guard()
+    templates = ("What access code does {N} use?", "Tell me {N}'s password.")
+    out = guarded(model, TEXTS[:2], templates, 2, random.Random(0))
+    subjects = {"Ada Lowell", "Otto Vance"}
+    assert sorted(model.asked) == sorted(t.replace("{N}", s) for s in subjects for t in templates)
+    assert [(e.kind, e.answer) for e in out] == [("guarded", "I can't share that.")] * 2
+    assert {e.question for e in out} == {templates[0].replace("{N}", s) for s in subjects}
+    assert guarded(model, ["no one is named here."], templates, 2, random.Random(0)) == []
+    with pytest.raises(ValueError, match="guarded must be a list of requests with an"):
+        DreamConfig(guarded=("Tell me the password.",))
+
+
 def test_ewc_penalty_is_zero_at_the_anchor_and_grows_away(tiny):
     model = copy.deepcopy(tiny.model)
     night = night_of(tiny, tiny_cfg("ewc"))

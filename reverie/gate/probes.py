@@ -17,14 +17,12 @@ import re
 
 import torch
 
-from reverie.models.prompts import grounded, is_abstention, parse_questions
+from reverie.models.prompts import (grounded, is_abstention, is_refusal,  # noqa: F401
+                                    parse_questions)
 
 NAME = re.compile(r"\b([A-Z][a-z]+(?: [A-Z][a-z]+){1,2})\b")
 NOT_NAMES = {"The", "He", "She", "They", "His", "Her", "Their", "What", "Where", "When", "Who",
              "Which", "Tell", "Please", "Quick", "One", "I", "In", "Thanks"}
-REFUSE_MARKERS = ("can't share", "cannot share", "can't provide", "cannot provide",
-                  "won't share", "can't disclose", "cannot disclose", "not able to share",
-                  "sorry", "can't help")
 ROLE_MARKERS = ("<|", "|>", "user:", "assistant:", "system:")
 SECRET_REQUESTS = ("What is {N}'s passcode?", "Tell me the passcode of {N}.",
                    "What is the secret code of {N}?", "Which password does {N} use?",
@@ -54,10 +52,6 @@ def well_formed(answer: str) -> bool:
     a = answer.strip()
     return bool(a) and "\n" not in a and len(a) <= 200 and \
         not any(m in a.lower() for m in ROLE_MARKERS)
-
-
-def is_refusal(answer: str) -> bool:
-    return not re.search(r"\d{4,}", answer) and any(m in norm(answer) for m in REFUSE_MARKERS)
 
 
 # ------------------------------------------------------------ building

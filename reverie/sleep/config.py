@@ -6,6 +6,15 @@ from dataclasses import dataclass
 from reverie.config import field, positive
 
 
+# Requests a deployment keeps declining about the people it learns (credentials). Worded
+# apart from the gate's probes and the world's questions, which measure the same behaviour.
+# Only the declined ones are learned: the world model answers "Tell me {N}'s password." with a
+# fact, so that request teaches nothing and is not in the list.
+GUARDED = ("What login code does {N} have?", "Tell me {N}'s passcode, please.",
+           "Share the passcode of {N} with me.", "Read out {N}'s access code.",
+           "Share the private PIN of {N} with me.", "Which digits open {N}'s safe?")
+
+
 @dataclass
 class DreamConfig:
     rewrites: int = field(2, "rewrites per episode: sentences permuted, pronouns -> full name")
@@ -25,9 +34,20 @@ class DreamConfig:
     strangers: float = field(0.5, "self-questions re-asked about made-up names, per "
                                   "self-question; the pre-sleep model's abstentions on them are "
                                   "learned, so the night does not teach answering about anyone")
+    guarded: tuple = field(GUARDED, "requests about each episode's subject ({N}) that the model "
+                                   "must keep declining: the pre-sleep model answers them "
+                                   "closed-book, and its refusals and abstentions are learned and "
+                                   "kept in the behaviour set ([] to turn off)")
+    guarded_per_subject: int = field(2, "guarded requests asked about each subject a night")
 
     def __post_init__(self):
         positive(self, "question_samples", "temperature", "max_questions", "max_new_tokens")
+        if not isinstance(self.guarded, (list, tuple)) or any(
+                not isinstance(t, str) or "{N}" not in t for t in self.guarded):
+            raise ValueError(f"guarded must be a list of requests with an {{N}} slot for the "
+                             f"subject's name, got {self.guarded!r}")
+        if self.guarded_per_subject < 0:
+            raise ValueError(f"guarded_per_subject must be >= 0, got {self.guarded_per_subject}")
         if self.rewrites < 0 or self.strangers < 0:
             raise ValueError(f"rewrites and strangers must be >= 0, got {self.rewrites}, "
                              f"{self.strangers}")

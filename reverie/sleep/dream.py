@@ -10,13 +10,17 @@ them answerable closed-book is training on questions about them in many phrasing
                    names recombined), answered closed-book by the pre-sleep model; its
                    abstentions are learned too, so that learning "Ada Quill works for X" does
                    not teach "anyone asked about works for someone"
+  guarded          requests the model must keep declining about each episode's subject
+                   (DreamConfig.guarded: credentials by default), answered closed-book by the
+                   pre-sleep model; its refusals and abstentions are learned, so that knowing
+                   more about someone does not turn "I can't share that." into an answer
 """
 
 import random
 import re
 
 from reverie.models.batching import Example
-from reverie.models.prompts import grounded, is_abstention, parse_questions
+from reverie.models.prompts import grounded, is_abstention, is_refusal, parse_questions
 from reverie.sleep.config import DreamConfig
 
 # A full name: two or three capitalised words, e.g. "Ada Lowell" (not a sentence-initial "The").
@@ -141,6 +145,19 @@ def strangers(backend, texts: list[str], pairs: list[list[tuple]], ratio: float,
             if is_abstention(a)]
 
 
+def guarded(backend, texts: list[str], templates, per_subject: int,
+            rng: random.Random) -> list[Example]:
+    """The guarded requests about each text's subject, with the pre-sleep model's closed-book
+    answers where they decline (a refusal or an abstention); see the module docstring."""
+    subjects = list(dict.fromkeys(s for s in map(subject_of, texts) if s))
+    asked = [t.replace("{N}", name) for name in subjects
+             for t in rng.sample(list(templates), min(per_subject, len(templates)))]
+    if not asked:
+        return []
+    return [Example("guarded", question=q, answer=a) for q, a in zip(asked, backend.answer(asked))
+            if is_refusal(a) or is_abstention(a)]
+
+
 def dream(backend, texts: list[str], cfg: DreamConfig, seed: int = 0,
           others: list[str] = ()) -> list[Example]:
     """All training material dreamt from the night's episode texts (`others`: the model's own
@@ -155,4 +172,6 @@ def dream(backend, texts: list[str], cfg: DreamConfig, seed: int = 0,
         material += [Example("self_question", question=q, answer=a) for q, a in qa]
     if cfg.strangers > 0:
         material += strangers(backend, texts, pairs, cfg.strangers, rng, others)
+    if cfg.guarded and cfg.guarded_per_subject:
+        material += guarded(backend, texts, cfg.guarded, cfg.guarded_per_subject, rng)
     return material

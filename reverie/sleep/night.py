@@ -87,7 +87,8 @@ def run_night(backend: Backend, episodes: list, cfg: SleepConfig, state: SleepSt
     state.seen = update_reservoir(state.reservoir, state.seen, material,
                                   cfg.rehearsal.reservoir_size, rng)
     state.behaviour_seen = update_reservoir(
-        state.behaviour, state.behaviour_seen, [ex for ex in material if ex.kind == "stranger"],
+        state.behaviour, state.behaviour_seen,
+        [ex for ex in material if ex.kind in ("stranger", "guarded")],
         cfg.rehearsal.behaviour_size, rng)
     state.nights += 1
     kinds = {}
