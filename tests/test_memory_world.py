@@ -46,3 +46,20 @@ def test_acceptance_figures_at_5000_episodes():
     assert f["open_book_accuracy"] >= 0.9
     assert f["update_new"] >= 0.9 and f["update_stale"] <= 0.05
     assert f["update_new"] >= f["update_gold_new"] - 0.1
+
+
+def test_the_ingest_plan_reads_each_persons_moves_in_the_order_they_happened():
+    from dataclasses import replace
+
+    from reverie.bench.memory import MemoryBenchConfig, build
+    cfg = MemoryBenchConfig(episodes=2000)
+    cfg = replace(cfg, stream=replace(cfg.stream, days=5, updates_per_day=60))
+    _, stream, plan, _ = build(cfg)
+    last = {}
+    for _, items in plan:
+        for ev, text in items:
+            e = stream.events[ev] if ev is not None else None
+            if e is not None and e.kind == "update":
+                last[(e.name, e.attribute)] = e.value
+    assert len(last) > 100
+    assert all(stream.facts[name][a] == v for (name, a), v in last.items())

@@ -86,12 +86,14 @@ def test_question_writing_round_trips(world):
     assert len(pairs) >= 3 and all(a in ex.context for _, a in pairs)
 
 
-def test_stream_keeps_the_truth(world):
-    cfg = StreamConfig(days=4, new_per_day=5, updates_per_day=3)
+@pytest.mark.parametrize("updates_per_day", [3, 40])
+def test_stream_keeps_the_truth(world, updates_per_day):
+    # 40 a day: people move twice in one day, and the text read last must be the truth
+    cfg = StreamConfig(days=4, new_per_day=5, updates_per_day=updates_per_day)
     s, again = build_stream(world, cfg), build_stream(world, cfg)
     assert [e.text for e in s.events] == [e.text for e in again.events]
     kinds = [e.kind for e in s.days[2]]
-    assert kinds.count("new_person") == 5 and kinds.count("update") == 3
+    assert kinds.count("new_person") == 5 and kinds.count("update") == updates_per_day
     assert len(s.arrived) == 20
     for (name, attribute), old in s.superseded.items():
         assert s.facts[name][attribute] != old

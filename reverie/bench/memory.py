@@ -35,6 +35,7 @@ class MemoryBenchConfig:
     batch_size: int = field(256, "episodes per ingest call (one commit each)")
     latency_queries: int = field(300, "recall calls timed for the latency figures")
     answer_batch: int = field(64, "questions per generation batch")
+    misses: int = field(8, "wrong answers listed in the JSON per suite, with their contexts")
 
     def __post_init__(self):
         positive(self, "episodes", "batch_size", "latency_queries", "answer_batch")
@@ -120,6 +121,12 @@ def build(cfg: MemoryBenchConfig):
         items = [(flat + i, e.text) for i, e in enumerate(day) if e.kind != "feedback"]
         items += [(None, filler(rng)) for _ in range(per_day[d])]
         rng.shuffle(items)
+        # why: the day's updates keep the stream's order (a person can move twice in a day;
+        # the stream's truth is the last move, so it must also be the last one ingested)
+        slots = [k for k, (ev, _) in enumerate(items) if ev is not None
+                 and day[ev - flat].kind == "update"]
+        for k, item in zip(slots, sorted(items[k] for k in slots)):
+            items[k] = item
         plan.append((d, items))
         flat += len(day)
     return world, stream, plan, pad
@@ -262,10 +269,10 @@ def run(cfg: MemoryBenchConfig, data_dir=None, progress=None, backend=None) -> d
     # why: the wrong answers say what to fix (reading, recall, or supersede)
     figures["open_book_misses"] = [{"question": p[2], "expected": p[3], "answer": ans,
                                     "context": c} for p, ans, c in zip(probes, answers, contexts)
-                                   if not is_correct(ans, p[3])][:8]
+                                   if not is_correct(ans, p[3])][:cfg.misses]
     figures["update_misses"] = [{"question": p[2], "new": p[3], "old": p[4], "answer": a,
                                  "context": c} for p, a, c in zip(uprobes, uanswers, ucontexts)
-                                if not is_correct(a, p[3])][:8]
+                                if not is_correct(a, p[3])][:cfg.misses]
 
     # ---- recall latency (query embedding included), mixed questions
     names = list(people) + [p.name for p in world.base]

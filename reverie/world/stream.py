@@ -110,7 +110,12 @@ def build_stream(world: World, cfg: StreamConfig) -> Stream:
             text = src.text if rng.random() < 0.5 or src.kind != "new_person" else \
                 render.biography(people[src.name], rng)
             events.append(Event(day, "repeat", text, src.name, src.attribute, src.value, ref=i))
+        made = [e for e in events if e.kind == "update"]
         rng.shuffle(events)
+        # why: a person can move twice in a day; `people` (the truth) holds the last move made,
+        # so updates keep the order they were made in, or the text read last would be stale
+        for k, e in zip([k for k, e in enumerate(events) if e.kind == "update"], made):
+            events[k] = e
         base_index = len(flat)
         flat.extend(events)
         candidates = [base_index + i for i, e in enumerate(events) if e.kind == "new_person"]
