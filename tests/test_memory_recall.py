@@ -92,6 +92,22 @@ def test_newer_statement_supersedes_the_older_sentence(tmp_path, embedder):
     assert m.get(job.id, "ns").superseded_by is None and m.index.contains("ns", job.id)
 
 
+def test_a_statement_about_another_fact_supersedes_nothing(tmp_path, embedder):
+    # The memory bench's wrong supersedes: a new employer dropped the work city (frames alike,
+    # values a firm and a city), a hometown dropped a move (values two cities, frames unlike).
+    m = make(tmp_path, embedder)
+    (city,) = m.ingest(["Mirela Vostok works in Rome."], "ns")
+    (move,) = m.ingest(["Mirela Vostok relocated and now works in Boston."], "ns")
+    (job,) = m.ingest(["Mirela Vostok works for Zeta Labs."], "ns")
+    (home,) = m.ingest(["Mirela Vostok's hometown is Dublin."], "ns")
+    by = {e: m.store.claims_of("ns", [e])[0]["superseded_by"] for e in (city.id, move.id)}
+    assert by == {city.id: move.id, move.id: None}
+    context = m.context("Which city does Mirela Vostok work in?", "ns").context
+    assert "Boston" in context and "Rome" not in context and "Dublin" in context
+    with pytest.raises(ValueError, match="supersede_min_value must be in"):
+        MemoryConfig(supersede_min_value=2.0)
+
+
 def test_context_budget_pinned_first_older_first(tmp_path, embedder):
     m = make(tmp_path, embedder, context_tokens=40)
     (pin,) = m.ingest([{"text": "You are talking to Mira Fenwick.", "pinned": True}], "ns")

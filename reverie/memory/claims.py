@@ -166,9 +166,15 @@ def claim_texts(frame: str) -> list[str]:
 VALUE_CAP = 0.5
 
 
+def claim_parts(a, b) -> tuple[float, float]:
+    """a, b: (1 + n_values, dim) unit vectors -> (cos of frames, max cos of values)."""
+    return float(a[0] @ b[0]), float((a[1:] @ b[1:].T).max())
+
+
 def claim_score(a, b) -> float:
-    """a, b: (1 + n_values, dim) unit vectors -> cos(frames) + min(cap, max cos(values))."""
-    return float(a[0] @ b[0]) + min(VALUE_CAP, float((a[1:] @ b[1:].T).max()))
+    """cos(frames) + min(cap, max cos(values))."""
+    frame, value = claim_parts(a, b)
+    return frame + min(VALUE_CAP, value)
 
 
 def without(text: str, dropped: set, subject_of: dict) -> str:

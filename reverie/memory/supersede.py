@@ -102,9 +102,12 @@ def apply(store, embed, cfg, namespace, ids, texts) -> list[int]:
                                for k, o in enumerate(group)), reverse=True)
                 best, k = sims[0]
                 runner_up = sims[1][0] if len(sims) > 1 else -2.0
-                # why: one sentence of the older episode at most, and only a clear winner
+                frame, value = claimlib.claim_parts(vecs[id(c)], vecs[id(group[k])])
+                # why: one sentence of the older episode at most, only a clear winner, and
+                # only the same kind of statement about the same kind of value (see config)
                 if best >= cfg.supersede_threshold and \
-                        best - runner_up >= cfg.supersede_margin:
+                        best - runner_up >= cfg.supersede_margin and \
+                        frame >= cfg.supersede_min_frame and value >= cfg.supersede_min_value:
                     group[k]["superseded_by"] = eid
                     store.set_claim(namespace, group[k]["episode_id"], group[k]["idx"],
                                     superseded_by=eid)
