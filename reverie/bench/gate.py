@@ -210,15 +210,19 @@ def check_registry(data_dir, base, embedder) -> list[str]:
 
 def kills(preset, preset_name, world, base, seed, embedder, progress) -> dict:
     from reverie.memory.memory import Memory
+    from reverie.memory.salience import surprise_scorer
     rng = random.Random(seed + 1)
     stream = iter(world.stream[200:])
+    # why: surprise is most of an episode's priority; without it every biography stays under
+    # the night's min_priority, nothing is consolidated and no crash point is ever reached
+    scorer = surprise_scorer(base)
     trials, failures, full_seconds = [], 0, None
     with tempfile.TemporaryDirectory(prefix="reverie-kill-") as tmp:
         def cmd(gate: bool):
             return [sys.executable, "-c", f"from reverie.bench.gate import _child; "
                                           f"_child({tmp!r}, {preset_name!r}, {seed}, {gate})"]
         for t in range(preset.kill_trials + 1):
-            with Memory(tmp, embedder=embedder) as memory:
+            with Memory(tmp, embedder=embedder, scorer=scorer) as memory:
                 memory.ingest([render.biography(next(stream), rng)
                                for _ in range(preset.people_per_night)], source="kill")
             env = dict(os.environ)
@@ -245,6 +249,10 @@ def kills(preset, preset_name, world, base, seed, embedder, progress) -> dict:
                 if child.returncode != 0:
                     raise ReverieError(f"the kill trials' night failed on its own: "
                                        f"{child.stderr.read().decode()[-300:]}")
+                if snapshots.active_id(tmp) is None:
+                    raise ReverieError("the kill trials' first night committed no snapshot "
+                                       "(nothing consolidated or the gate refused it), so no "
+                                       "crash point could be reached")
                 continue
             problems = check_registry(tmp, base, embedder)
             if point and child.returncode != -signal.SIGKILL:
