@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The world model's GPU phase (README, "The world model"): continues the committed model on one
-# GPU for the preset's max_seconds (PRESET, default world-gpu2: phase 9), then evaluates it on
+# GPU for the preset's max_seconds (PRESET, default world-gpu3: phase 10), then evaluates it on
 # the probe seeds 0, 1 and 2. Two can run side by side (different OUTDIRs, --set workers=7). Needs python3 with a CUDA torch,
 # transformers, tokenizers, pyyaml and tqdm (no install step: it runs from the checkout).
 # Usage: scripts/pretrain-gpu.sh OUTDIR [--set KEY=VALUE ...]
@@ -16,7 +16,7 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
 tmp=/tmp/gpu-$(basename "$out")
 rm -rf "$tmp" "$tmp-split"
-timeout "${PRETRAIN_TIMEOUT:-500}" python3 -m reverie.cli world pretrain --preset "${PRESET:-world-gpu2}" \
+timeout "${PRETRAIN_TIMEOUT:-500}" python3 -m reverie.cli world pretrain --preset "${PRESET:-world-gpu3}" \
     --set init_from=reverie/assets/world "$@" --out "$tmp" >"$out/pretrain.log" 2>&1
 echo "pretrain exit $?"
 tr '\r' '\n' <"$out/pretrain.log" | grep -E "closed_book|Error|error|wrote" | sort -u | tail -20
