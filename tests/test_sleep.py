@@ -91,6 +91,15 @@ def test_strangers_reask_the_night_questions_and_keep_only_abstentions():
     assert len(out) == sum("Otto Lowell" not in q for q in model.asked)
 
 
+def test_a_ratio_above_one_asks_each_question_about_several_strangers():
+    model = Answers(known="nobody")
+    pairs = [[("Where was Ada Lowell born?", "Oslo"), ("Who employs Ada Lowell?", "Acme Robotics")]]
+    out = strangers(model, TEXTS[:1], pairs, 2.0, random.Random(3))
+    assert len(model.asked) == 4 == len(out)
+    assert sorted(q.split()[0] for q in model.asked) == ["Where", "Where", "Who", "Who"]
+    assert not any("Ada Lowell" in q for q in model.asked)
+
+
 class Guard:
     """Declines requests that name a code, gives a fact for anything else."""
 

@@ -35,9 +35,9 @@ class DreamConfig:
     # 0.970 -> 0.993, retention 0.949 -> 0.975, acquisition 0.833 -> 0.806 (stop 10, phase 8:
     # abstention 0.850 -> 0.875, locality 0.943 -> 0.950); the gate bench's nights use it too
     strangers: float = field(1.0, "self-questions re-asked about made-up names, per "
-                                  "self-question (at most one each); the pre-sleep model's "
-                                  "abstentions on them are learned, so the night does not teach "
-                                  "answering about anyone")
+                                  "self-question (above 1: some re-asked about several); the "
+                                  "pre-sleep model's abstentions on them are learned, so the "
+                                  "night does not teach answering about anyone")
     guarded: tuple = field(GUARDED, "requests about each episode's subject ({N}) that the model "
                                    "must keep declining: the pre-sleep model answers them "
                                    "closed-book, and its refusals and abstentions are learned and "

@@ -16,6 +16,7 @@ them answerable closed-book is training on questions about them in many phrasing
                    more about someone does not turn "I can't share that." into an answer
 """
 
+import math
 import random
 import re
 
@@ -136,7 +137,12 @@ def strangers(backend, texts: list[str], pairs: list[list[tuple]], ratio: float,
     for text, qa in zip(texts, pairs):
         subject = subject_of(text)
         about = [q for q, _ in qa if subject and subject in q]
-        for q in rng.sample(about, min(len(about), round(ratio * len(qa)))):
+        # ratio above 1: each question re-asked about more than one stranger
+        k = min(round(ratio * len(qa)), math.ceil(ratio) * len(about))
+        picks = []
+        while len(picks) < k:
+            picks += rng.sample(about, min(len(about), k - len(picks)))
+        for q in picks:
             asked.append(q.replace(subject, stranger_name(subject, firsts, lasts, known, rng)))
     if not asked:
         return []
