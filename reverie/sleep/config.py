@@ -31,10 +31,12 @@ class DreamConfig:
                             "the night's model still answers them (open-book) and learns them")
     writer_answers: bool = field(False, "the writer also answers its questions from the text "
                                         "(a teacher); off: the night's model answers them")
-    # why 1.0: quick preset, world model phase 10, seed 0: abstention 0.800 -> 0.875, locality
-    # 0.970 -> 0.993, retention 0.949 -> 0.975, acquisition 0.833 -> 0.806 (stop 10, phase 8:
-    # abstention 0.850 -> 0.875, locality 0.943 -> 0.950); the gate bench's nights use it too
-    strangers: float = field(1.0, "self-questions re-asked about made-up names, per "
+    # why 2.0: quick preset, world model phase 10, seed 0, strangers 0.5 / 1.0 / 2.0:
+    # abstention 0.800 / 0.875 / 0.950, locality 0.970 / 0.993 / 0.956, retention 0.949 / 0.975
+    # / 0.949 (about 3 of 120 probes move with the order of a night's episodes alone),
+    # acquisition 0.833 / 0.806 / 0.806 (stop 10, phase 8, 0.5 -> 1.0: abstention 0.850 ->
+    # 0.875, locality 0.943 -> 0.950)
+    strangers: float = field(2.0, "self-questions re-asked about made-up names, per "
                                   "self-question (above 1: some re-asked about several); the "
                                   "pre-sleep model's abstentions on them are learned, so the "
                                   "night does not teach answering about anyone")
