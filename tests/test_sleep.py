@@ -358,3 +358,19 @@ def test_replay_leaves_out_old_material_about_tonights_subjects(tiny):
     tonight = [Example("episode", text="Ada Lowell took a new job at New Firm.")]
     mixed = Replay().extend(night, tonight + [Example("rewrite", text="x")] * 3)
     assert other in mixed and stale not in mixed
+
+
+def test_the_pre_sleep_models_words_about_tonights_subjects_are_not_replayed(tiny, monkeypatch):
+    from reverie.sleep import night as night_mod
+    stale = Example("generative_qa", question="Who employs Ada Lowell?", answer="Old Firm")
+    other = Example("generative_qa", question="Where was Otto Vance born?", answer="Oslo")
+    monkeypatch.setattr(night_mod, "generative_samples", lambda *a, **k: [stale, other])
+    seen = {}
+
+    def fit(model, mix, parts, night, progress=None):
+        seen["mix"], seen["generative"] = list(mix), list(night.generative)
+        return {}
+    monkeypatch.setattr(night_mod, "train", fit)
+    run_night(tiny, [Ep(0, TEXTS[0])], tiny_cfg("cls"), SleepState())
+    assert seen["generative"] == [other]      # distilled (KL) and replayed: Otto only
+    assert other in seen["mix"] and stale not in seen["mix"]

@@ -254,6 +254,9 @@ def _final_figures(r, recall: bool, probes: Probes, R: list, day0: dict, pre, re
         "misses": {
             "acquisition": [{"question": q, "expected": v, "answer": a} for (q, v), a
                             in zip(everyone, acquired) if not is_correct(a, v)][:MISSES],
+            "update": [{"question": q, "expected": new, "stale": old, "answer": a}
+                       for (q, new, old), a in zip(probes.updates, upd)
+                       if not is_correct(a, new)][:MISSES],
             "retention": [{"question": q, "expected": v, "answer": a} for (q, v), a, hit
                           in zip(probes.base, base_answers, base_hits) if not hit][:MISSES],
             "abstention": [{"question": q, "answer": a} for q, a in zip(probes.unknown, strangers)

@@ -39,6 +39,12 @@ def subject_of(text: str) -> str | None:
     return None
 
 
+def about(example, names: set) -> bool:
+    """The example (its text, context or question) names one of `names`."""
+    text = " ".join(t for t in (example.text, example.context, example.question) if t)
+    return any(n in text for n in names)
+
+
 def with_names(sentence: str, name: str) -> str:
     first, _, rest = sentence.partition(" ")
     if first in PRONOUNS:

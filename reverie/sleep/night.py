@@ -13,7 +13,7 @@ import torch
 
 from reverie.models.backend import Backend
 from reverie.sleep.config import SleepConfig
-from reverie.sleep.dream import dream
+from reverie.sleep.dream import about, dream, subject_of
 from reverie.sleep.rehearsal import generative_samples, update_reservoir
 from reverie.sleep.strategies import build_parts
 from reverie.sleep.strategies.base import Night, SleepState
@@ -65,6 +65,11 @@ def run_night(backend: Backend, episodes: list, cfg: SleepConfig, state: SleepSt
                                     cfg.rehearsal.generative_questions,
                                     cfg.rehearsal.generative_open)
     own = [ex.text or ex.question for ex in generative]
+    # why: what the pre-sleep model says about tonight's subjects is what tonight's news
+    # replaces ("X works in Lyon" after "X now works in Boston"); replayed or distilled, it
+    # teaches the stale fact back
+    tonight = {subject_of(e.text) for e in chosen} - {None}
+    generative = [ex for ex in generative if not about(ex, tonight)]
     material = dream(backend, [e.text for e in chosen], cfg.dream, seed=cfg.seed + state.nights,
                      others=own)
     dream_seconds = time.time() - start

@@ -8,13 +8,8 @@ someone ("Ada Quill took a new job at ..."), replaying what an earlier night lea
 self-questions cover them instead.
 """
 
-from reverie.sleep.dream import subject_of
+from reverie.sleep.dream import about, subject_of
 from reverie.sleep.strategies.base import Night, Part
-
-
-def about(example, names: set) -> bool:
-    text = " ".join(t for t in (example.text, example.context, example.question) if t)
-    return any(n in text for n in names)
 
 
 class Replay(Part):
