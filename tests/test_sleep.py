@@ -336,9 +336,39 @@ def test_a_writer_writes_the_questions_and_may_answer_them(monkeypatch):
     monkeypatch.setitem(dream_mod._WRITERS, "teacher", Writer())
     cfg = DreamConfig(writer="teacher")
     assert dream_mod.self_questions(Learner(), TEXTS[:1], cfg, 0) == [[]]  # ungrounded answer
-    cfg.writer_answers = True
+    cfg.writer_answers = True     # the learner's own words say more than the text: the writer's
     assert dream_mod.self_questions(Learner(), TEXTS[:1], cfg, 0) == \
         [[("Where was Ada Lowell born?", "Oslo")]]
+
+    class Voiced(Learner):
+        def answer(self, questions, contexts=None):
+            return ["Ada Lowell was born in Oslo."] * len(questions)
+
+    class Wrong(Learner):
+        def answer(self, questions, contexts=None):
+            return ["Ada Lowell was born in Rome."] * len(questions)
+    assert dream_mod.self_questions(Voiced(), TEXTS[:1], cfg, 0) == \
+        [[("Where was Ada Lowell born?", "Ada Lowell was born in Oslo.")]]
+    assert dream_mod.self_questions(Wrong(), TEXTS[:1], cfg, 0) == \
+        [[("Where was Ada Lowell born?", "Oslo")]]
+    cfg.learner_voice = False
+    assert dream_mod.self_questions(Voiced(), TEXTS[:1], cfg, 0) == \
+        [[("Where was Ada Lowell born?", "Oslo")]]
+
+
+def test_answers_follow_the_chat_template_without_a_stray_space(tiny):
+    from reverie.models.batching import encode
+    tok = copy.deepcopy(tiny.tokenizer)
+    ex = Example("self_question", question="Where was Ada Lowell born?", answer="Oslo")
+    ids, labels = encode(tok, ex, 128)        # the world model's template: "A:" + " Oslo"
+    assert [i for i in labels if i != -100] == tok(" Oslo", add_special_tokens=False)[
+        "input_ids"] + [tok.eos_token_id]
+    # a chat model's template: "<assistant>\n" + "Oslo", as the model writes it at inference
+    tok.chat_template = ("{% for m in messages %}{{ m['role'] }}\n{{ m['content'] }}\n{% endfor %}"
+                         "{% if add_generation_prompt %}assistant\n{% endif %}")
+    ids, labels = encode(tok, ex, 128)
+    assert [i for i in labels if i != -100] == tok("Oslo", add_special_tokens=False)[
+        "input_ids"] + [tok.eos_token_id]
 
 
 def test_episodes_below_the_priority_floor_are_not_consolidated(tiny):

@@ -17,6 +17,7 @@ import torch
 from reverie.gate import metrics
 from reverie.gate.config import GateConfig
 from reverie.models.backend import Backend
+from reverie.models.batching import answer_sep
 from reverie.sleep.config import SleepConfig
 from reverie.world import render
 from reverie.world.grammar import ATTRIBUTES
@@ -131,7 +132,7 @@ def locality_and_kl(before: Backend, after: Backend, reference: list) -> tuple[f
     changed = []
     for prompt, cont in reference:
         p_ids = tok(prompt)["input_ids"]
-        c_ids = tok(" " + cont, add_special_tokens=False)["input_ids"] if cont else []
+        c_ids = tok(answer_sep(prompt) + cont, add_special_tokens=False)["input_ids"] if cont else []
         if not c_ids:
             continue
         ids = torch.tensor([p_ids + c_ids])

@@ -17,6 +17,7 @@ import re
 
 import torch
 
+from reverie.models.batching import answer_sep
 from reverie.models.prompts import (grounded, is_abstention, is_refusal,  # noqa: F401
                                     parse_questions)
 
@@ -153,7 +154,7 @@ def top1_choices(backend, reference: list[tuple[str, str]]) -> list[list[int]]:
     out = []
     for prompt, cont in reference:
         p_ids = tok(prompt)["input_ids"]
-        c_ids = tok(" " + cont, add_special_tokens=False)["input_ids"] if cont else []
+        c_ids = tok(answer_sep(prompt) + cont, add_special_tokens=False)["input_ids"] if cont else []
         if not c_ids:
             out.append([])
             continue
@@ -170,8 +171,9 @@ def answer_confidence(backend, questions: list[str], answers: list[str]) -> list
     tok = backend.tokenizer
     out = []
     for q, a in zip(questions, answers):
-        p_ids = tok(backend.prompt(q))["input_ids"]
-        a_ids = tok(" " + a, add_special_tokens=False)["input_ids"]
+        prompt = backend.prompt(q)
+        p_ids = tok(prompt)["input_ids"]
+        a_ids = tok(answer_sep(prompt) + a, add_special_tokens=False)["input_ids"]
         if not a_ids:
             out.append(0.0)
             continue

@@ -48,11 +48,19 @@ def encode(tokenizer, ex, max_len: int) -> tuple[list[int], list[int]]:
             prompt = tokenizer.apply_chat_template(messages, tokenize=False,
                                                    add_generation_prompt=True)
             p = tokenizer(prompt[len(rendered):], add_special_tokens=i == 0)["input_ids"]
-            t = tokenizer(" " + answer, add_special_tokens=False)["input_ids"] + [eos]
+            t = tokenizer(answer_sep(prompt) + answer, add_special_tokens=False)["input_ids"] + [eos]
             ids, labels = ids + p + t, labels + [-100] * len(p) + t
             messages.append({"role": "assistant", "content": answer})
             rendered = tokenizer.apply_chat_template(messages, tokenize=False)
     return ids[-max_len:], labels[-max_len:]
+
+
+def answer_sep(prompt: str) -> str:
+    """What comes between a rendered prompt and its answer, as the chat template writes it:
+    nothing after a line break ("<|im_start|>assistant\n" + "Oslo"), a space after "A:".
+    why: an answer learned as " Oslo" after a line break is a token the chat model never
+    writes there; learning it shifted the first token of unrelated answers."""
+    return "" if prompt.endswith("\n") else " "
 
 
 SHAPE_QUANTUM = 32  # why: CPU kernels (oneDNN bf16) are built per shape; arbitrary (batch, seq)

@@ -74,6 +74,12 @@ def grounded(answer: str, text: str, question: str = "") -> bool:
     return all(t in in_text for t in content) and any(t not in asked for t in content)
 
 
+def says(answer: str, value: str) -> bool:
+    """`answer` contains `value` (case and spacing aside) and is not an abstention."""
+    norm = lambda s: re.sub(r"\s+", " ", s.lower()).strip().rstrip(".")  # noqa: E731
+    return bool(norm(value)) and norm(value) in norm(answer) and not is_abstention(answer)
+
+
 REFUSE_MARKERS = ("can't share", "cannot share", "can't provide", "cannot provide",
                   "won't share", "can't disclose", "cannot disclose", "not able to share",
                   "sorry", "can't help")

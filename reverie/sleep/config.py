@@ -31,6 +31,10 @@ class DreamConfig:
                             "the night's model still answers them (open-book) and learns them")
     writer_answers: bool = field(False, "the writer also answers its questions from the text "
                                         "(a teacher); off: the night's model answers them")
+    learner_voice: bool = field(True, "when the writer answers: where the night's model's own "
+                                      "open-book answer contains the writer's, learn the model's "
+                                      "own words (its style survives the night; terse taught "
+                                      "answers moved unrelated answers of SmolLM2)")
     # why 2.0: quick preset, world model phase 10, seed 0, strangers 0.5 / 1.0 / 2.0:
     # abstention 0.800 / 0.875 / 0.950, locality 0.970 / 0.993 / 0.956, retention 0.949 / 0.975
     # / 0.949 (about 3 of 120 probes move with the order of a night's episodes alone),

@@ -21,7 +21,7 @@ import random
 import re
 
 from reverie.models.batching import Example
-from reverie.models.prompts import grounded, is_abstention, is_refusal, parse_questions
+from reverie.models.prompts import grounded, is_abstention, is_refusal, parse_questions, says
 from reverie.sleep.config import DreamConfig
 
 # A full name: two or three capitalised words, e.g. "Ada Lowell" (not a sentence-initial "The").
@@ -104,6 +104,10 @@ def self_questions(backend, texts: list[str], cfg: DreamConfig, seed: int) -> li
     flat = [(i, q) for i, qs in enumerate(questions) for q in qs]
     reader = writer_of(backend, cfg) if cfg.writer_answers else backend
     answers = reader.answer([q for _, q in flat], [texts[i] for i, _ in flat])
+    if reader is not backend and cfg.learner_voice and flat:
+        own = backend.answer([q for _, q in flat], [texts[i] for i, _ in flat])
+        answers = [o if says(o, a) and grounded(o, texts[i], q) else a
+                   for o, a, (i, q) in zip(own, answers, flat)]
     pairs = [[] for _ in texts]
     for (i, q), a in zip(flat, answers):
         if is_abstention(a) or (cfg.grounded_only and not grounded(a, texts[i], q)):
