@@ -32,3 +32,10 @@ def test_invalid_values_give_one_line_errors(override, message):
 def test_unknown_preset_names_the_known_ones():
     with pytest.raises(ReverieError, match="not found; use a YAML path or one of: .*world"):
         config.load(PretrainConfig, "nope")
+
+
+def test_a_bare_yes_or_no_is_a_word_where_the_setting_is_one():
+    from reverie.sleep.config import SleepConfig
+    assert config.load(SleepConfig, None, ["cls_lora=no"]).cls_lora == "no"
+    assert config.load(SleepConfig, None, ["cls_lora=yes"]).cls_lora == "yes"
+    assert config.load(SleepConfig, None, ["dream.writer_answers=true"]).dream.writer_answers is True
