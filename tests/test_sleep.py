@@ -292,6 +292,29 @@ def test_generative_replay_reads_its_own_documents_open_book(monkeypatch):
     assert out[1].context == "Ada Lowell was born in Oslo." and out[1].answer == "Oslo"
 
 
+def test_generative_replay_keeps_the_models_replies_to_its_own_first_sentences():
+    from reverie.sleep import rehearsal
+
+    class Writer:
+        tokenizer = staticmethod(lambda text: {"input_ids": [1]})
+
+        def generate(self, prompts, **kw):
+            return ["The lift was out of order. It came back at noon.\nMore text.",
+                    "Hi.", "The lift was out of order. Again."][:len(prompts)]
+
+        def answer(self, questions, contexts=None):
+            return [f"Sorry to hear: {q}" for q in questions]
+
+    out = rehearsal.generative_samples(Writer(), 3, 8, 0, question_share=0.0, chat_share=1.0)
+    chat = [e for e in out if e.kind == "generative_chat"]
+    # one reply per distinct first sentence of three words or more
+    assert [(e.question, e.answer) for e in chat] == [
+        ("The lift was out of order.", "Sorry to hear: The lift was out of order.")]
+    assert [e.kind for e in out].count("generative") == 3
+    with pytest.raises(ValueError, match="generative_chat"):
+        RehearsalConfig(generative_questions=0.75, generative_chat=0.5)
+
+
 def test_cls_trains_adapters_on_large_models_only():
     from reverie.sleep.strategies import build_parts
     names = lambda parts: [p.name for p in parts]  # noqa: E731

@@ -78,8 +78,15 @@ class RehearsalConfig:
     generative_open: float = field(0.5, "share of those questions also replayed open-book, "
                                         "the model's document in the context (keeps reading)")
 
+    generative_chat: float = field(0.0, "share of generative replay that is the model's reply "
+                                        "to the first sentence of one of its own documents (what "
+                                        "it says to remarks; kept by the KL)")
+
     def __post_init__(self):
         positive(self, "reservoir_size", "generative_max_tokens")
+        if not 0 <= self.generative_chat <= 1 - self.generative_questions:
+            raise ValueError(f"generative_chat must be in [0, 1 - generative_questions], got "
+                             f"{self.generative_chat}")
         if self.replay_ratio < 0 or self.generative_samples < 0 or self.behaviour_size < 0:
             raise ValueError("replay_ratio, generative_samples and behaviour_size must be >= 0")
         if not 0 <= self.generative_open <= 1:

@@ -63,7 +63,8 @@ def run_night(backend: Backend, episodes: list, cfg: SleepConfig, state: SleepSt
     generative = generative_samples(backend, cfg.rehearsal.generative_samples,
                                     cfg.rehearsal.generative_max_tokens, cfg.seed + state.nights,
                                     cfg.rehearsal.generative_questions,
-                                    cfg.rehearsal.generative_open)
+                                    cfg.rehearsal.generative_open,
+                                    cfg.rehearsal.generative_chat)
     own = [ex.text or ex.question for ex in generative]
     # why: what the pre-sleep model says about tonight's subjects is what tonight's news
     # replaces ("X works in Lyon" after "X now works in Boston"); replayed or distilled, it
