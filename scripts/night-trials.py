@@ -1,0 +1,121 @@
+"""One night's learning curve on the `real` preset's day 0 (SmolLM2): how the training setup
+alone moves acquisition (HELD-OUT and TRAIN phrasings) and locality, epoch by epoch.
+
+The dream material is made once, as the preset's night makes it (the world model writes and
+answers the questions; SmolLM2's own words where they agree); then one training setup runs on
+it, outside the night's loop so several epochs can be probed in one run. One core each:
+
+  python scripts/night-trials.py --mode full-mlp --lr 2e-4 --kl 3 --replay --json t.json
+  python scripts/night-trials.py --mode lora-mlp --lr 2e-3 --json t.json
+
+The README's "One night, measured" SmolLM2 trials ran this way (seed 0).
+"""
+
+import argparse
+import copy
+import json
+import random
+import time
+
+import torch
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--mode", default="full-mlp", choices=["full", "full-mlp", "lora-mlp", "lora"])
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--every", type=int, default=2, help="probe every N epochs")
+    p.add_argument("--kl", type=float, default=0.0, help="KL weight on generative samples")
+    p.add_argument("--replay", action="store_true", help="also learn generative samples as text")
+    p.add_argument("--generative", type=int, default=48)
+    p.add_argument("--teacher-words", action="store_true",
+                   help="learn the writer's answers only (dream.learner_voice=false)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", required=True)
+    a = p.parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(a.seed)
+    from reverie.bench.lifelong import Setup, _accuracy, locality_and_kl, sleep_config
+    from reverie.models.backend import Backend
+    from reverie.models.batching import batches, collate, encode
+    from reverie.sleep.dream import dream
+    from reverie.sleep.rehearsal import generative_samples
+    from reverie.sleep.strategies.distill import kl_per_token
+    from reverie.sleep.train import lr_at
+
+    setup = Setup("real", a.seed, None)
+    pre, tok = setup.pre, setup.pre.tokenizer
+    over = {**setup.preset.sleep, "dream.learner_voice": not a.teacher_words}
+    cfg = sleep_config("cls", over, a.seed)
+    texts = [e.text for e in setup.stream.days[0] if e.kind != "noise"]
+    material = dream(pre, texts, cfg.dream, seed=a.seed)
+    gen = generative_samples(pre, a.generative, cfg.rehearsal.generative_max_tokens, a.seed,
+                             cfg.rehearsal.generative_questions, cfg.rehearsal.generative_open)
+    if a.replay:
+        material = material + gen
+    model = copy.deepcopy(pre.model)
+    if a.mode.startswith("lora"):
+        from peft import LoraConfig, get_peft_model
+        targets = ["gate_proj", "up_proj", "down_proj"]
+        if a.mode == "lora":
+            targets += ["q_proj", "k_proj", "v_proj", "o_proj"]
+        model = get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
+                                                 target_modules=targets, task_type="CAUSAL_LM"))
+    elif a.mode == "full-mlp":
+        for n, q in model.named_parameters():
+            q.requires_grad_(".mlp." in n)
+    params = [q for q in model.parameters() if q.requires_grad]
+    enc = [encode(tok, e, cfg.train.max_len) for e in material]
+    kl_rows = [(encode(tok, e, cfg.train.max_len)[0],) * 2 for e in gen]
+    rng = random.Random(a.seed)
+    plans = [batches([len(i) for i, _ in enc], cfg.train.batch_tokens, rng) for _ in range(a.epochs)]
+    total = sum(map(len, plans))
+    opt = torch.optim.AdamW(params, lr=a.lr, betas=(0.9, 0.98))
+    held, train_phrased = setup.probes.by_day[0], setup.probes.train_phrased
+    out = {"args": vars(a), "examples": len(material), "curve": []}
+    step, cursor, tokens, train_s = 0, 0, 0, 0.0
+    for epoch in range(a.epochs):
+        t0 = time.time()
+        model.train()
+        for batch in plans[epoch]:
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, total, a.lr, cfg.train.warmup_frac, cfg.train.min_lr_ratio)
+            ids, labels, mask = collate([enc[i] for i in batch], tok.pad_token_id)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+                if a.kl and kl_rows:
+                    chunk = [kl_rows[(cursor + i) % len(kl_rows)] for i in range(8)]
+                    cursor += 8
+                    ki, _, km = collate(chunk, tok.pad_token_id)
+                    with torch.no_grad():
+                        ref = pre.model(input_ids=ki, attention_mask=km).logits.float()
+                    cur = model(input_ids=ki, attention_mask=km).logits.float()
+                    loss = loss + a.kl * kl_per_token(ref, cur, km)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            step += 1
+            tokens += int(mask.sum())
+        train_s += time.time() - t0
+        if (epoch + 1) % a.every and epoch + 1 != a.epochs:
+            continue
+        model.eval()
+        now = Backend(model, tok, pre.path)
+        answers = now.answer([q for q, _ in held])
+        locality, kl, _ = locality_and_kl(pre, now, setup.reference)
+        row = {"epoch": epoch + 1,
+               "acquisition": round(_accuracy(answers, [v for _, v in held]), 3),
+               "acquisition_train": round(_accuracy(now.answer([q for q, _ in train_phrased]),
+                                                    [v for _, v in train_phrased]), 3),
+               "locality": round(locality, 3), "kl": round(kl, 3),
+               "train_seconds": round(train_s), "tokens_per_s": round(tokens / train_s, 1)}
+        print(json.dumps(row), flush=True)
+        out["curve"].append(row)
+    with open(a.json, "w") as f:
+        json.dump(out, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
