@@ -31,6 +31,17 @@ def main():
     p.add_argument("--generative", type=int, default=48)
     p.add_argument("--teacher-words", action="store_true",
                    help="learn the writer's answers only (dream.learner_voice=false)")
+    p.add_argument("--counterparts", type=int, default=0,
+                   help="self-questions re-asked per episode about a made-up person, closed- "
+                        "and open-book, kept by the KL (dream.counterparts)")
+    p.add_argument("--layers", default="", help="train only these layers' MLPs, e.g. 4-12")
+    p.add_argument("--cache", default="", help="pickle of the dream material (made if missing)")
+    p.add_argument("--eps", type=float, default=1e-8, help="AdamW epsilon")
+    p.add_argument("--sgd", action="store_true", help="SGD with momentum 0.9 instead of AdamW")
+    p.add_argument("--only", default="", help="train on these material kinds only (comma list)")
+    p.add_argument("--voice-samples", type=int, default=0, help="dream.voice_samples")
+    p.add_argument("--drop-terse", action="store_true",
+                   help="leave out self-questions whose answer is 3 words or fewer")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", required=True)
     a = p.parse_args()
@@ -39,21 +50,45 @@ def main():
     from reverie.bench.lifelong import Setup, _accuracy, locality_and_kl, sleep_config
     from reverie.models.backend import Backend
     from reverie.models.batching import batches, collate, encode
-    from reverie.sleep.dream import dream
+    from reverie.sleep.dream import dream, subject_of
     from reverie.sleep.rehearsal import generative_samples
     from reverie.sleep.strategies.distill import kl_per_token
     from reverie.sleep.train import lr_at
 
     setup = Setup("real", a.seed, None)
     pre, tok = setup.pre, setup.pre.tokenizer
-    over = {**setup.preset.sleep, "dream.learner_voice": not a.teacher_words}
+    over = {**setup.preset.sleep, "dream.learner_voice": not a.teacher_words,
+            "dream.voice_samples": a.voice_samples}
     cfg = sleep_config("cls", over, a.seed)
     texts = [e.text for e in setup.stream.days[0] if e.kind != "noise"]
-    material = dream(pre, texts, cfg.dream, seed=a.seed)
-    gen = generative_samples(pre, a.generative, cfg.rehearsal.generative_max_tokens, a.seed,
-                             cfg.rehearsal.generative_questions, cfg.rehearsal.generative_open)
+    import os
+    import pickle
+    if a.cache and os.path.exists(a.cache):
+        with open(a.cache, "rb") as f:
+            material, gen = pickle.load(f)
+    else:
+        material = dream(pre, texts, cfg.dream, seed=a.seed)
+        gen = generative_samples(pre, a.generative, cfg.rehearsal.generative_max_tokens, a.seed,
+                                 cfg.rehearsal.generative_questions, cfg.rehearsal.generative_open)
+        if a.cache:
+            with open(a.cache, "wb") as f:
+                pickle.dump((material, gen), f)
+    if a.counterparts:
+        from reverie.sleep.dream import counterparts
+        pairs = [[(ex.question, ex.answer) for ex in material
+                  if ex.kind == "self_question" and (subject_of(t) or "\0") in ex.question]
+                 for t in texts]
+        extra = counterparts(pre, texts, pairs, a.counterparts, random.Random(a.seed),
+                             [ex.text or ex.question for ex in gen], seed=a.seed)
+        print(f"{len(extra)} counterparts, e.g. {extra[:1]} {extra[-1:]}", flush=True)
+        gen = gen + extra
     if a.replay:
         material = material + gen
+    if a.drop_terse:
+        material = [ex for ex in material
+                    if ex.kind != "self_question" or len(ex.answer.split()) > 3]
+    if a.only:
+        material = [ex for ex in material if ex.kind in a.only.split(",")]
     model = copy.deepcopy(pre.model)
     if a.mode.startswith("lora"):
         from peft import LoraConfig, get_peft_model
@@ -63,15 +98,21 @@ def main():
         model = get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
                                                  target_modules=targets, task_type="CAUSAL_LM"))
     elif a.mode == "full-mlp":
+        import re
+        lo, _, hi = a.layers.partition("-")
         for n, q in model.named_parameters():
-            q.requires_grad_(".mlp." in n)
+            m = re.search(r"layers\.(\d+)\.", n)
+            inside = not a.layers or (m and int(lo) <= int(m.group(1)) <= int(hi or lo))
+            q.requires_grad_(".mlp." in n and bool(inside))
     params = [q for q in model.parameters() if q.requires_grad]
     enc = [encode(tok, e, cfg.train.max_len) for e in material]
     kl_rows = [(encode(tok, e, cfg.train.max_len)[0],) * 2 for e in gen]
     rng = random.Random(a.seed)
     plans = [batches([len(i) for i, _ in enc], cfg.train.batch_tokens, rng) for _ in range(a.epochs)]
     total = sum(map(len, plans))
-    opt = torch.optim.AdamW(params, lr=a.lr, betas=(0.9, 0.98))
+    opt = (torch.optim.SGD(params, lr=a.lr, momentum=0.9) if a.sgd else
+           torch.optim.AdamW(params, lr=a.lr, betas=(0.9, 0.98), eps=a.eps,
+                             weight_decay=0.0))
     held, train_phrased = setup.probes.by_day[0], setup.probes.train_phrased
     out = {"args": vars(a), "examples": len(material), "curve": []}
     step, cursor, tokens, train_s = 0, 0, 0, 0.0
@@ -104,15 +145,20 @@ def main():
         model.eval()
         now = Backend(model, tok, pre.path)
         answers = now.answer([q for q, _ in held])
-        locality, kl, _ = locality_and_kl(pre, now, setup.reference)
+        locality, kl, moved = locality_and_kl(pre, now, setup.reference)
+        half = len(setup.reference) // 2
+        loc_open = locality_and_kl(pre, now, setup.reference[:half])[0]
+        loc_chat = locality_and_kl(pre, now, setup.reference[half:])[0]
         row = {"epoch": epoch + 1,
                "acquisition": round(_accuracy(answers, [v for _, v in held]), 3),
                "acquisition_train": round(_accuracy(now.answer([q for q, _ in train_phrased]),
                                                     [v for _, v in train_phrased]), 3),
                "locality": round(locality, 3), "kl": round(kl, 3),
+               "locality_open": round(loc_open, 3), "locality_chatter": round(loc_chat, 3),
                "train_seconds": round(train_s), "tokens_per_s": round(tokens / train_s, 1)}
         print(json.dumps(row), flush=True)
         out["curve"].append(row)
+        out["moved"] = moved
     with open(a.json, "w") as f:
         json.dump(out, f, indent=1)
 

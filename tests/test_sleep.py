@@ -176,7 +176,7 @@ def test_merged_lora_gives_the_unmerged_logits(tiny):
     assert torch.allclose(unmerged, merged, atol=1e-4)
 
 
-@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+@pytest.mark.parametrize("strategy", sorted(set(STRATEGIES) - {"edit"}))  # edit: below
 def test_every_strategy_runs_a_night_and_lowers_the_loss_on_its_episodes(tiny, strategy):
     cfg = tiny_cfg(strategy, budget_episodes=2)
     cfg.train.epochs = 6
@@ -374,6 +374,24 @@ def test_a_writer_writes_the_questions_and_may_answer_them(monkeypatch):
         [[("Where was Ada Lowell born?", "Ada Lowell was born in Oslo.")]]
     assert dream_mod.self_questions(Wrong(), TEXTS[:1], cfg, 0) == \
         [[("Where was Ada Lowell born?", "Oslo")]]
+
+    class Hinted(Learner):  # right once told the answer; then runs on past it
+        def answer(self, questions, contexts=None, **kw):
+            told = [c and "The answer: Oslo" in c for c in contexts]
+            return ["Ada Lowell was born in Oslo. She liked it." if t else
+                    "Ada Lowell was born in Rome." for t in told]
+    assert dream_mod.self_questions(Hinted(), TEXTS[:1], cfg, 0) == \
+        [[("Where was Ada Lowell born?", "Ada Lowell was born in Oslo.")]]
+
+    class Lucky(Learner):  # right only when sampled
+        def answer(self, questions, contexts=None, **kw):
+            return ["Ada Lowell was born in " + ("Oslo." if kw.get("sample") else "Rome.")
+                    for _ in questions]
+    assert dream_mod.self_questions(Lucky(), TEXTS[:1], cfg, 0) == \
+        [[("Where was Ada Lowell born?", "Oslo")]]
+    cfg.voice_samples = 2
+    assert dream_mod.self_questions(Lucky(), TEXTS[:1], cfg, 0) == \
+        [[("Where was Ada Lowell born?", "Ada Lowell was born in Oslo.")]]
     cfg.learner_voice = False
     assert dream_mod.self_questions(Voiced(), TEXTS[:1], cfg, 0) == \
         [[("Where was Ada Lowell born?", "Oslo")]]
@@ -427,3 +445,92 @@ def test_the_pre_sleep_models_words_about_tonights_subjects_are_not_replayed(tin
     run_night(tiny, [Ep(0, TEXTS[0])], tiny_cfg("cls"), SleepState())
     assert seen["generative"] == [other]      # distilled (KL) and replayed: Otto only
     assert other in seen["mix"] and stale not in seen["mix"]
+
+
+class Writer:
+    """A stand-in model that finishes any sentence with "Lima." and answers from what it reads:
+    the context's last word, or "Paris" closed-book."""
+
+    def __init__(self):
+        self.cuts, self.asked = [], []
+
+    def generate(self, prompts, **kw):
+        self.cuts += prompts
+        return ["Lima. And then more."] * len(prompts)
+
+    def answer(self, questions, contexts=None):
+        contexts = contexts or [None] * len(questions)
+        self.asked += list(zip(questions, contexts))
+        return [c.split()[-1].rstrip(".") if c else "Paris" for c in contexts]
+
+
+def test_counterparts_reask_about_a_made_up_person_closed_and_open_book():
+    from reverie.sleep.dream import counterparts, retold
+    model = Writer()
+    told = retold(model, [TEXTS[0]], ["Ada Lowell"], ["Otto Lowell"], seed=0)
+    # every sentence cut after its first half, finished by the model, the name swapped
+    assert model.cuts == ["Otto Lowell was", "She works for", "Her office is"]
+    assert told == ["Otto Lowell was Lima. She works for Lima. Her office is Lima."]
+    model = Writer()
+    pairs = [[("Where was Ada Lowell born?", "Oslo"), ("Who employs Ada Lowell?", "Acme")],
+             [("What did Otto Vance study?", "physics")]]
+    out = counterparts(model, TEXTS[:2], pairs, 1, random.Random(0))
+    asked = [q for q, _ in model.asked]
+    assert len(out) == 4 and len(asked) == 4  # one question per episode, closed and open-book
+    assert not any(n in q for q in asked for n in ("Ada Lowell", "Otto Vance"))
+    # the made-up names are the night's first and last names recombined
+    assert all("Ada Vance" in q or "Otto Lowell" in q for q in asked)
+    assert [e.kind for e in out] == ["counterpart"] * 2 + ["counterpart_open"] * 2
+    assert [e.answer for e in out] == ["Paris", "Paris", "Lima", "Lima"]
+    assert all("Lima" in e.context and e.context.split()[0] in ("Ada", "Otto")
+               for e in out[2:])
+
+
+def test_an_edit_writes_the_facts_and_leaves_other_text_nearly_alone(tiny):
+    from reverie.sleep.edit import edit, subject_position
+    tok = tiny.tokenizer
+    prompt = tiny.prompt("Where was Ada Lowell born?")
+    pos = subject_position(tok, prompt, "Ada Lowell")
+    assert tok.decode(tok(prompt)["input_ids"][pos]).strip() in "Lowell"
+    assert subject_position(tok, prompt, "Otto Vance") is None
+    backend = Backend(copy.deepcopy(tiny.model), tok)
+    facts = {"Ada Lowell": [("Where was Ada Lowell born?", "Rome"),
+                            ("Which city was Ada Lowell born in?", "Rome")]}
+    generic = TEXTS[1:] * 4 + ["Otto Vance works for Acme Robotics in Oslo."] * 4
+    asked = tiny.prompt("Where was Ada Lowell born?") + " Rome"
+    other = "Otto Vance studied at Eastfield University. He majored in physics."
+    before = [tiny.token_nll([t])[0] for t in (asked, other)]
+    # the vector goes in after layer 0: the last layer's attention carries it to the answer
+    report = edit(backend, facts, generic, [0], steps=30, lr=0.5, max_ratio=4.0, weight=10.0)
+    after = [backend.token_nll([t])[0] for t in (asked, other)]
+    assert report["edited"] == 1 and report["prompts"] == 2
+    # the weights now produce the subject's vector (a random model barely routes it to the
+    # answer, so only the direction of the answer's loss is asserted), and the generic text,
+    # which never names Ada Lowell, barely moved
+    assert report["residual_miss"] < 0.02
+    assert report["delta_loss"]["Ada Lowell"] < before[0][-2:].mean()
+    assert after[0][-2:].mean() < before[0][-2:].mean()
+    assert (after[1] - before[1]).abs().max() < 0.05 < (after[0] - before[0]).abs().max()
+    # the edited layer's down-projection is all that changed
+    changed = {n for (n, p), q in zip(backend.model.named_parameters(), tiny.model.parameters())
+               if not torch.equal(p, q)}
+    assert changed == {"model.layers.0.mlp.down_proj.weight"}
+
+
+def test_the_edit_strategy_writes_the_nights_self_questions_and_trains_nothing(tiny):
+    from reverie.sleep.strategies.edit import Edit, layer_range
+    assert layer_range("3-8") == [3, 4, 5, 6, 7, 8] and layer_range("2") == [2]
+    with pytest.raises(ValueError, match="edit_layers must be 'first-last'"):
+        SleepConfig(edit_layers="3..8")
+    cfg = tiny_cfg("edit", edit_layers="0", edit_steps=5)
+    night = night_of(tiny, cfg)
+    night.scratch["material"] = [
+        Example("episode", text=TEXTS[0]),
+        Example("self_question", question="Where was Ada Lowell born?", answer="Oslo"),
+        Example("self_question", question="Who employs Otto Vance?", answer="Acme")]
+    model = Edit().wrap(night, copy.deepcopy(tiny.model))
+    assert night.scratch["edit"]["edited"] == 1 and night.scratch["edit"]["prompts"] == 1
+    assert Edit().extend(night, night.scratch["material"]) == []
+    changed = {n for (n, p), q in zip(model.named_parameters(), tiny.model.parameters())
+               if not torch.equal(p, q)}
+    assert changed == {"model.layers.0.mlp.down_proj.weight"}

@@ -35,6 +35,9 @@ class DreamConfig:
                                       "open-book answer contains the writer's, learn the model's "
                                       "own words (its style survives the night; terse taught "
                                       "answers moved unrelated answers of SmolLM2)")
+    voice_samples: int = field(0, "with learner_voice: sampled open-book answers tried where the "
+                                  "model's greedy one does not say the writer's (more of its "
+                                  "own words, fewer bare taught answers)")
     # why 2.0: quick preset, world model phase 10, seed 0, strangers 0.5 / 1.0 / 2.0:
     # abstention 0.800 / 0.875 / 0.950, locality 0.970 / 0.993 / 0.956, retention 0.949 / 0.975
     # / 0.949 (about 3 of 120 probes move with the order of a night's episodes alone),
@@ -58,6 +61,8 @@ class DreamConfig:
                              f"subject's name, got {self.guarded!r}")
         if self.guarded_per_subject < 0:
             raise ValueError(f"guarded_per_subject must be >= 0, got {self.guarded_per_subject}")
+        if self.voice_samples < 0:
+            raise ValueError(f"voice_samples must be >= 0, got {self.voice_samples}")
         if self.rewrites < 0 or self.strangers < 0:
             raise ValueError(f"rewrites and strangers must be >= 0, got {self.rewrites}, "
                              f"{self.strangers}")
@@ -145,6 +150,13 @@ class SleepConfig:
                                   "'yes' or 'no'. On SmolLM2 the whole MLP blocks at lr 2e-4 "
                                   "learned 0.56 where LoRA r16 at 2e-3 learned 0.21 (8 epochs, "
                                   "no replay): the real preset sets 'no' with that rate")
+    edit_layers: str = field("3-8", "edit strategy: the layers whose MLP down-projections the "
+                                    "facts are written into, 'first-last'")
+    edit_steps: int = field(25, "edit strategy: steps finding each subject's vector")
+    edit_weight: float = field(15000.0, "edit strategy: weight of the covariance of the model's "
+                                        "own writing (higher: other prompts move less)")
+    edit_max_ratio: float = field(1.0, "edit strategy: largest vector, as a share of the "
+                                       "residual stream's size at the last edited layer")
     lora_r: int = field(16, "LoRA rank")
     lora_alpha: float = field(32.0, "LoRA scaling numerator")
     lora_lr: float = field(2e-3, "learning rate when training LoRA adapters")
@@ -156,6 +168,10 @@ class SleepConfig:
             raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got "
                              f"{self.strategy!r}")
         positive(self, "budget_episodes", "budget_tokens", "lora_r", "lora_alpha", "lora_lr")
+        if not re.fullmatch(r"\d+(-\d+)?", self.edit_layers):
+            raise ValueError(f"edit_layers must be 'first-last' (e.g. 3-8), got "
+                             f"{self.edit_layers!r}")
+        positive(self, "edit_steps", "edit_weight", "edit_max_ratio")
         if self.cls_lora not in ("auto", "yes", "no"):
             raise ValueError(f"cls_lora must be auto, yes or no, got {self.cls_lora!r}")
         if self.ewc_lambda < 0 or self.kl_weight < 0 or not 0 <= self.ewc_decay <= 1:

@@ -1,6 +1,7 @@
 """Protection strategies, chosen by name. Each is a tuple of small parts on the one loop."""
 
 from reverie.sleep.strategies.distill import Distill
+from reverie.sleep.strategies.edit import Edit
 from reverie.sleep.strategies.ewc import EWC
 from reverie.sleep.strategies.focus import Focus
 from reverie.sleep.strategies.lora import LoRA
@@ -14,6 +15,7 @@ STRATEGIES = {
     "lora": (LoRA,),
     "distill": (Distill,),
     "progressive": (Progressive,),
+    "edit": (Edit,),                  # facts written in closed form into a few MLP layers
     "cls": (Focus, Replay, Distill),  # the default: what measures best (see the bench)
 }
 
