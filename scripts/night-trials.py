@@ -42,6 +42,12 @@ def main():
     p.add_argument("--voice-samples", type=int, default=0, help="dream.voice_samples")
     p.add_argument("--drop-terse", action="store_true",
                    help="leave out self-questions whose answer is 3 words or fewer")
+    p.add_argument("--null", type=float, default=0.0,
+                   help="train the MLP down-projections only, each step's change projected off "
+                        "the subspace holding this share of the energy of the inputs the model "
+                        "sees on its own writing (AlphaEdit-style null space); 0: off")
+    p.add_argument("--null-dims", type=int, default=0,
+                   help="with --null: protect this many top directions per layer instead")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", required=True)
     a = p.parse_args()
@@ -104,6 +110,39 @@ def main():
             m = re.search(r"layers\.(\d+)\.", n)
             inside = not a.layers or (m and int(lo) <= int(m.group(1)) <= int(hi or lo))
             q.requires_grad_(".mlp." in n and bool(inside))
+    projections = {}
+    if a.null:
+        for n, q in model.named_parameters():
+            q.requires_grad_(n.endswith("mlp.down_proj.weight"))
+        generic = [pre.prompt(ex.question, ex.context) + ex.answer if ex.question else ex.text
+                   for ex in gen]
+        sums = {}
+        hooks = []
+        for i, layer in enumerate(model.model.layers):
+            def grab(m, inp, out, i=i):
+                k = inp[0].detach().double()
+                k = k[grab.mask.bool()]
+                sums[i] = sums.get(i, 0) + k.T @ k
+            hooks.append(layer.mlp.down_proj.register_forward_hook(grab))
+        for j in range(0, len(generic), 8):
+            enc = tok(generic[j:j + 8], return_tensors="pt", padding=True, truncation=True,
+                      max_length=256)
+            grab.mask = enc["attention_mask"]
+            with torch.no_grad():
+                model(**enc)
+        for h in hooks:
+            h.remove()
+        kept = []
+        for i, C in sums.items():
+            w, U = torch.linalg.eigh(C)
+            w, U = w.flip(0), U.flip(1)
+            share = torch.cumsum(w, 0) / w.sum()
+            k = a.null_dims or int((share < a.null).sum()) + 1
+            kept.append(k)
+            P = torch.eye(C.shape[0], dtype=torch.double) - U[:, :k] @ U[:, :k].T
+            W = model.model.layers[i].mlp.down_proj.weight
+            projections[W] = (P.float(), W.detach().clone())
+        print(f"null space: protected dims per layer {kept}", flush=True)
     params = [q for q in model.parameters() if q.requires_grad]
     enc = [encode(tok, e, cfg.train.max_len) for e in material]
     kl_rows = [(encode(tok, e, cfg.train.max_len)[0],) * 2 for e in gen]
@@ -137,6 +176,9 @@ def main():
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             opt.zero_grad(set_to_none=True)
+            with torch.no_grad():
+                for W, (P, W0) in projections.items():
+                    W.copy_(W0 + (W - W0) @ P)
             step += 1
             tokens += int(mask.sum())
         train_s += time.time() - t0

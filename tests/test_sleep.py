@@ -176,7 +176,7 @@ def test_merged_lora_gives_the_unmerged_logits(tiny):
     assert torch.allclose(unmerged, merged, atol=1e-4)
 
 
-@pytest.mark.parametrize("strategy", sorted(set(STRATEGIES) - {"edit"}))  # edit: below
+@pytest.mark.parametrize("strategy", sorted(set(STRATEGIES) - {"edit", "nullspace"}))  # below
 def test_every_strategy_runs_a_night_and_lowers_the_loss_on_its_episodes(tiny, strategy):
     cfg = tiny_cfg(strategy, budget_episodes=2)
     cfg.train.epochs = 6
@@ -534,3 +534,55 @@ def test_the_edit_strategy_writes_the_nights_self_questions_and_trains_nothing(t
     changed = {n for (n, p), q in zip(model.named_parameters(), tiny.model.parameters())
                if not torch.equal(p, q)}
     assert changed == {"model.layers.0.mlp.down_proj.weight"}
+
+
+def test_counterparts_go_to_the_kl_and_replay_not_to_the_new_material(tiny, monkeypatch):
+    from reverie.sleep import night as night_mod
+    made = [Example("episode", text=TEXTS[0]),
+            Example("counterpart", question="Where was Ada Vance born?", answer="Paris"),
+            Example("counterpart_open", context="Ada Vance was born in Lima.",
+                    question="Where was Ada Vance born?", answer="Lima")]
+    monkeypatch.setattr(night_mod, "dream", lambda *a, **kw: list(made))
+    cfg = tiny_cfg("cls", budget_episodes=1)
+    cfg.rehearsal.generative_samples = 0
+    result = run_night(tiny, [Ep(0, TEXTS[0])], cfg, SleepState())
+    assert result.report["material"] == {"episode": 1}
+    assert result.report["generative_samples"] == 2
+
+
+def test_nullspace_steps_leave_the_protected_directions_alone(tiny):
+    from reverie.sleep.strategies.nullspace import key_covariances, projector
+    episodes = [Ep(i, t) for i, t in enumerate(TEXTS[:2])]
+    before = [x.mean().item() for x in tiny.token_nll(TEXTS[:2])]
+    downs = lambda m: {n: p for n, p in m.named_parameters() if n.endswith("down_proj.weight")}
+    # nothing protected: plain training of the down-projections; the rest stays as it was
+    cfg = tiny_cfg("nullspace", null_share=0.0, null_lr=2e-2)
+    cfg.train.epochs = 6
+    result = run_night(tiny, episodes, cfg, SleepState())
+    after = [x.mean().item() for x in result.candidate.token_nll(TEXTS[:2])]
+    assert all(a < b - 0.2 for a, b in zip(after, before)), (before, after)
+    changed = {n for (n, p), q in zip(result.candidate.model.named_parameters(),
+                                      tiny.model.parameters()) if not torch.equal(p, q)}
+    assert changed == set(downs(tiny.model))
+    assert all(p.requires_grad for p in result.candidate.model.parameters())
+    # 48 of 128 directions protected: the change is orthogonal to the top 48 keys of the text
+    # the night protected (the pre-sleep model's own writing, as the night sampled it)
+    cfg = tiny_cfg("nullspace", null_share=0.375, null_lr=2e-2)
+    cfg.train.epochs = 6
+    seen = {}
+    from reverie.sleep.strategies import nullspace as ns
+    real = ns.key_covariances
+    ns.key_covariances = lambda *a, **kw: seen.setdefault("covs", real(*a, **kw))
+    try:
+        result = run_night(tiny, episodes, cfg, SleepState())
+    finally:
+        ns.key_covariances = real
+    for i, (n, p) in enumerate(sorted(downs(result.candidate.model).items())):
+        layer = int(n.split(".layers.")[1].split(".")[0])
+        top = torch.linalg.eigh(seen["covs"][layer])[1][:, -48:].float()
+        dW = p - downs(tiny.model)[n]
+        assert dW.abs().max() > 1e-4
+        assert (dW @ top).abs().max() < 1e-4 * dW.abs().max() * 100
+    assert torch.allclose(projector(torch.eye(4, dtype=torch.double) * 2, 4), torch.zeros(4, 4))
+    with pytest.raises(ValueError, match="null_share must be in"):
+        SleepConfig(null_share=1.5)

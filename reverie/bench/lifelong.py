@@ -60,7 +60,7 @@ PRESETS = {
     "real": Preset("smollm2", StreamConfig(days=1, new_per_day=8, updates_per_day=0,
                                            noise_per_day=2, repeats_per_day=0,
                                            restatements_per_day=0, feedback_per_day=0),
-                   ("rag", "naive", "lora", "cls"),
+                   ("rag", "naive", "lora", "cls", "nullspace"),
                    {"dream.writer": "world", "dream.writer_answers": True,
                     "dream.question_samples": 2, "dream.max_new_tokens": 160,
                     "rehearsal.generative_samples": 48, "rehearsal.generative_max_tokens": 48,

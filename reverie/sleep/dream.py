@@ -292,4 +292,6 @@ def dream(backend, texts: list[str], cfg: DreamConfig, seed: int = 0,
         material += strangers(backend, texts, pairs, cfg.strangers, rng, others)
     if cfg.guarded and cfg.guarded_per_subject:
         material += guarded(backend, texts, cfg.guarded, cfg.guarded_per_subject, rng)
+    if cfg.counterparts:
+        material += counterparts(backend, texts, pairs, cfg.counterparts, rng, others, seed)
     return material

@@ -73,6 +73,9 @@ def run_night(backend: Backend, episodes: list, cfg: SleepConfig, state: SleepSt
     generative = [ex for ex in generative if not about(ex, tonight)]
     material = dream(backend, [e.text for e in chosen], cfg.dream, seed=cfg.seed + state.nights,
                      others=own)
+    # what the pre-sleep model says about made-up people is kept like its own writing
+    generative += [ex for ex in material if ex.kind.startswith("counterpart")]
+    material = [ex for ex in material if not ex.kind.startswith("counterpart")]
     dream_seconds = time.time() - start
     # 3. mix with rehearsal
     night = Night(cfg, state, tok, reference=backend.model, generative=generative, rng=rng,

@@ -68,6 +68,8 @@ def train(model, material: list, parts: list, night, progress=None) -> dict:
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
+        for p in parts:
+            p.after_step(night, model)
         tokens += int(mask.sum())
         last = loss.item()
         elapsed = time.time() - start

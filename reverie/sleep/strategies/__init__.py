@@ -5,6 +5,7 @@ from reverie.sleep.strategies.edit import Edit
 from reverie.sleep.strategies.ewc import EWC
 from reverie.sleep.strategies.focus import Focus
 from reverie.sleep.strategies.lora import LoRA
+from reverie.sleep.strategies.nullspace import NullSpace
 from reverie.sleep.strategies.progressive import Progressive
 from reverie.sleep.strategies.replay import Replay
 
@@ -15,6 +16,7 @@ STRATEGIES = {
     "lora": (LoRA,),
     "distill": (Distill,),
     "progressive": (Progressive,),
+    "nullspace": (NullSpace,),        # MLP down-projections, steps projected off generic keys
     "edit": (Edit,),                  # facts written in closed form into a few MLP layers
     "cls": (Focus, Replay, Distill),  # the default: what measures best (see the bench)
 }

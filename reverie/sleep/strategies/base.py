@@ -5,6 +5,7 @@ part's hooks in order and never knows which strategy runs.
   wrap(night, model) -> model       before training (LoRA adds adapters here)
   extend(night, material) -> list   the night's training material (replay adds to it)
   loss(night, model) -> tensor|None an extra term added to every step's loss (EWC, KL)
+  after_step(night, model)          after every optimiser step (null space projects it)
   finish(night, model) -> model     after training (merge adapters, refresh the Fisher)
 """
 
@@ -46,6 +47,9 @@ class Part:
         return material
 
     def loss(self, night: Night, model):
+        return None
+
+    def after_step(self, night: Night, model):
         return None
 
     def finish(self, night: Night, model):
