@@ -8,7 +8,11 @@ it, outside the night's loop so several epochs can be probed in one run. One cor
   python scripts/night-trials.py --mode full-mlp --lr 2e-4 --kl 3 --replay --json t.json
   python scripts/night-trials.py --mode lora-mlp --lr 2e-3 --json t.json
 
-The README's "One night, measured" SmolLM2 trials ran this way (seed 0).
+  python scripts/night-trials.py --null 1 --null-dims 1000 --lr 1e-2 --epochs 6 \
+      --cache runs/day0.pkl --json t.json      (the nullspace strategy's training, stop 13)
+
+The README's "One night, measured" SmolLM2 trials ran this way (seed 0). --cache keeps the
+dream material between runs (stop 13's rows all read one made before the answer hints).
 """
 
 import argparse
@@ -116,32 +120,14 @@ def main():
             q.requires_grad_(n.endswith("mlp.down_proj.weight"))
         generic = [pre.prompt(ex.question, ex.context) + ex.answer if ex.question else ex.text
                    for ex in gen]
-        sums = {}
-        hooks = []
-        for i, layer in enumerate(model.model.layers):
-            def grab(m, inp, out, i=i):
-                k = inp[0].detach().double()
-                k = k[grab.mask.bool()]
-                sums[i] = sums.get(i, 0) + k.T @ k
-            hooks.append(layer.mlp.down_proj.register_forward_hook(grab))
-        for j in range(0, len(generic), 8):
-            enc = tok(generic[j:j + 8], return_tensors="pt", padding=True, truncation=True,
-                      max_length=256)
-            grab.mask = enc["attention_mask"]
-            with torch.no_grad():
-                model(**enc)
-        for h in hooks:
-            h.remove()
+        from reverie.sleep.strategies.nullspace import key_covariances, projector
         kept = []
-        for i, C in sums.items():
-            w, U = torch.linalg.eigh(C)
-            w, U = w.flip(0), U.flip(1)
-            share = torch.cumsum(w, 0) / w.sum()
-            k = a.null_dims or int((share < a.null).sum()) + 1
+        for i, C in key_covariances(model, tok, generic).items():
+            w = torch.linalg.eigvalsh(C).flip(0)
+            k = a.null_dims or int((torch.cumsum(w, 0) / w.sum() < a.null).sum()) + 1
             kept.append(k)
-            P = torch.eye(C.shape[0], dtype=torch.double) - U[:, :k] @ U[:, :k].T
             W = model.model.layers[i].mlp.down_proj.weight
-            projections[W] = (P.float(), W.detach().clone())
+            projections[W] = (projector(C, k), W.detach().clone())
         print(f"null space: protected dims per layer {kept}", flush=True)
     params = [q for q in model.parameters() if q.requires_grad]
     enc = [encode(tok, e, cfg.train.max_len) for e in material]
