@@ -106,5 +106,6 @@ def run_night(backend: Backend, episodes: list, cfg: SleepConfig, state: SleepSt
     report = {"strategy": cfg.strategy, "episodes": len(chosen), "material": kinds,
               "mix": len(mix), "generative_samples": len(generative),
               "dream_seconds": round(dream_seconds, 2),
-              "sleep_seconds": round(time.time() - start, 2), **stats}
+              "sleep_seconds": round(time.time() - start, 2), **stats,
+              **({"edit": night.scratch["edit"]} if "edit" in night.scratch else {})}
     return NightResult(Backend(model.eval(), tok, backend.path), [e.id for e in chosen], report)
