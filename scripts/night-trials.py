@@ -57,32 +57,18 @@ def main():
     a = p.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(a.seed)
-    from reverie.bench.lifelong import Setup, _accuracy, locality_and_kl, sleep_config
+    from day0 import day0, probe
     from reverie.models.backend import Backend
     from reverie.models.batching import batches, collate, encode
-    from reverie.sleep.dream import dream, subject_of
-    from reverie.sleep.rehearsal import generative_samples
+    from reverie.sleep.dream import subject_of
+    from reverie.sleep.rehearsal import as_read
     from reverie.sleep.strategies.distill import kl_per_token
     from reverie.sleep.train import lr_at
 
-    setup = Setup("real", a.seed, None)
+    setup, cfg, texts, material, gen = day0(
+        a.seed, {"dream.learner_voice": not a.teacher_words, "dream.voice_samples": a.voice_samples},
+        a.cache, a.generative)
     pre, tok = setup.pre, setup.pre.tokenizer
-    over = {**setup.preset.sleep, "dream.learner_voice": not a.teacher_words,
-            "dream.voice_samples": a.voice_samples}
-    cfg = sleep_config("cls", over, a.seed)
-    texts = [e.text for e in setup.stream.days[0] if e.kind != "noise"]
-    import os
-    import pickle
-    if a.cache and os.path.exists(a.cache):
-        with open(a.cache, "rb") as f:
-            material, gen = pickle.load(f)
-    else:
-        material = dream(pre, texts, cfg.dream, seed=a.seed)
-        gen = generative_samples(pre, a.generative, cfg.rehearsal.generative_max_tokens, a.seed,
-                                 cfg.rehearsal.generative_questions, cfg.rehearsal.generative_open)
-        if a.cache:
-            with open(a.cache, "wb") as f:
-                pickle.dump((material, gen), f)
     if a.counterparts:
         from reverie.sleep.dream import counterparts
         pairs = [[(ex.question, ex.answer) for ex in material
@@ -118,8 +104,7 @@ def main():
     if a.null:
         for n, q in model.named_parameters():
             q.requires_grad_(n.endswith("mlp.down_proj.weight"))
-        generic = [pre.prompt(ex.question, ex.context) + ex.answer if ex.question else ex.text
-                   for ex in gen]
+        generic = as_read(pre, gen)
         from reverie.sleep.strategies.nullspace import key_covariances, projector
         kept = []
         for i, C in key_covariances(model, tok, generic).items():
@@ -138,7 +123,6 @@ def main():
     opt = (torch.optim.SGD(params, lr=a.lr, momentum=0.9) if a.sgd else
            torch.optim.AdamW(params, lr=a.lr, betas=(0.9, 0.98), eps=a.eps,
                              weight_decay=0.0))
-    held, train_phrased = setup.probes.by_day[0], setup.probes.train_phrased
     out = {"args": vars(a), "examples": len(material), "curve": []}
     step, cursor, tokens, train_s = 0, 0, 0, 0.0
     for epoch in range(a.epochs):
@@ -172,17 +156,8 @@ def main():
             continue
         model.eval()
         now = Backend(model, tok, pre.path)
-        answers = now.answer([q for q, _ in held])
-        locality, kl, moved = locality_and_kl(pre, now, setup.reference)
-        half = len(setup.reference) // 2
-        loc_open = locality_and_kl(pre, now, setup.reference[:half])[0]
-        loc_chat = locality_and_kl(pre, now, setup.reference[half:])[0]
-        row = {"epoch": epoch + 1,
-               "acquisition": round(_accuracy(answers, [v for _, v in held]), 3),
-               "acquisition_train": round(_accuracy(now.answer([q for q, _ in train_phrased]),
-                                                    [v for _, v in train_phrased]), 3),
-               "locality": round(locality, 3), "kl": round(kl, 3),
-               "locality_open": round(loc_open, 3), "locality_chatter": round(loc_chat, 3),
+        figures, _, moved = probe(setup, now)
+        row = {"epoch": epoch + 1, **figures,
                "train_seconds": round(train_s), "tokens_per_s": round(tokens / train_s, 1)}
         print(json.dumps(row), flush=True)
         out["curve"].append(row)

@@ -81,6 +81,13 @@ def self_asked(backend, documents: list[str], seed: int, open_share: float = 0.0
     return out
 
 
+def as_read(backend, examples: list[Example]) -> list[str]:
+    """Each example as the model reads it: a document as is, a QA turn in its chat prompt with the
+    answer after it (the text whose activations the nullspace and edit strategies protect)."""
+    return [backend.prompt(ex.question, ex.context) + ex.answer if ex.question else ex.text
+            for ex in examples]
+
+
 def update_reservoir(reservoir: list, seen: int, new: list, size: int,
                      rng: random.Random) -> int:
     """Algorithm R over the stream of material; returns the new count of items seen."""

@@ -3,6 +3,7 @@ edit, reverie.sleep.edit) instead of trained by gradient steps; nothing else is 
 
 from reverie.models.backend import Backend
 from reverie.sleep.dream import subject_of
+from reverie.sleep.rehearsal import as_read
 from reverie.sleep.strategies.base import Night, Part
 
 
@@ -23,8 +24,7 @@ class Edit(Part):
                      if ex.kind == "self_question" and s in ex.question]
                  for s in dict.fromkeys(subjects)}
         backend = Backend(model, night.tokenizer)
-        generic = [backend.prompt(ex.question, ex.context) + ex.answer if ex.question else ex.text
-                   for ex in night.generative]
+        generic = as_read(backend, night.generative)
         cfg = night.cfg
         night.scratch["edit"] = edit(backend, facts, generic, layer_range(cfg.edit_layers),
                                      steps=cfg.edit_steps, weight=cfg.edit_weight,

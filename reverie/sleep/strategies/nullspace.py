@@ -12,6 +12,7 @@ gradients: Adam rescales every coordinate, which would undo a projection of the 
 import torch
 
 from reverie.models.backend import Backend
+from reverie.sleep.rehearsal import as_read
 from reverie.sleep.strategies.base import Night, Part
 
 DOWN = "mlp.down_proj.weight"
@@ -53,8 +54,7 @@ class NullSpace(Part):
         night.lr = night.cfg.null_lr
         tok = night.tokenizer
         backend = Backend(model, tok)
-        texts = [backend.prompt(ex.question, ex.context) + ex.answer if ex.question else ex.text
-                 for ex in night.generative]
+        texts = as_read(backend, night.generative)
         if not texts:
             raise ValueError("the nullspace strategy needs the model's own writing to protect: "
                              "set rehearsal.generative_samples above 0")
