@@ -52,6 +52,13 @@ def main():
                         "sees on its own writing (AlphaEdit-style null space); 0: off")
     p.add_argument("--null-dims", type=int, default=0,
                    help="with --null: protect this many top directions per layer instead")
+    p.add_argument("--grow", type=int, default=0,
+                   help="add this many neurons to each MLP and train them alone, silent on the "
+                        "model's own writing (the grow strategy); 0: off")
+    p.add_argument("--grow-layers", default="all", help="with --grow: 'all' or 'first-last'")
+    p.add_argument("--quiet", type=float, default=10.0, help="with --grow: sleep.grow_quiet")
+    p.add_argument("--keys", action="store_true",
+                   help="with --grow: start each neuron's gate on a novel input of the material")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", required=True)
     a = p.parse_args()
@@ -114,6 +121,21 @@ def main():
             W = model.model.layers[i].mlp.down_proj.weight
             projections[W] = (projector(C, k), W.detach().clone())
         print(f"null space: protected dims per layer {kept}", flush=True)
+    grown = []
+    if a.grow:
+        from reverie.sleep.strategies.grow import grow, quiet
+        init = None
+        if a.keys:
+            from reverie.sleep.strategies.grow import keys, layer_range, mlp_inputs
+            layers = layer_range(a.grow_layers, len(model.model.layers))
+            new = mlp_inputs(model, tok, as_read(pre, material), layers, 4096, a.seed)
+            old = mlp_inputs(model, tok, as_read(pre, gen), layers, 4096, a.seed)
+            init = {}
+            for i in layers:
+                g, u, n = keys(new[i], old[i], a.grow)
+                init[i] = (g, u)
+            print(f"keys: {n} in the last layer", flush=True)
+        grown = grow(model, a.grow, a.grow_layers, a.seed, init)
     params = [q for q in model.parameters() if q.requires_grad]
     enc = [encode(tok, e, cfg.train.max_len) for e in material]
     kl_rows = [(encode(tok, e, cfg.train.max_len)[0],) * 2 for e in gen]
@@ -134,14 +156,20 @@ def main():
             ids, labels, mask = collate([enc[i] for i in batch], tok.pad_token_id)
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-                if a.kl and kl_rows:
+                if (a.kl or grown) and kl_rows:
                     chunk = [kl_rows[(cursor + i) % len(kl_rows)] for i in range(8)]
                     cursor += 8
                     ki, _, km = collate(chunk, tok.pad_token_id)
                     with torch.no_grad():
                         ref = pre.model(input_ids=ki, attention_mask=km).logits.float()
+                    for g in grown:
+                        g.record = []
                     cur = model(input_ids=ki, attention_mask=km).logits.float()
                     loss = loss + a.kl * kl_per_token(ref, cur, km)
+                    if grown:
+                        loss = loss + a.quiet * quiet(grown, km)
+                        for g in grown:
+                            g.record = None
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()

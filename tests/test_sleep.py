@@ -176,7 +176,7 @@ def test_merged_lora_gives_the_unmerged_logits(tiny):
     assert torch.allclose(unmerged, merged, atol=1e-4)
 
 
-@pytest.mark.parametrize("strategy", sorted(set(STRATEGIES) - {"edit", "nullspace"}))  # below
+@pytest.mark.parametrize("strategy", sorted(set(STRATEGIES) - {"edit", "nullspace", "grow"}))  # below
 def test_every_strategy_runs_a_night_and_lowers_the_loss_on_its_episodes(tiny, strategy):
     cfg = tiny_cfg(strategy, budget_episodes=2)
     cfg.train.epochs = 6
@@ -586,3 +586,81 @@ def test_nullspace_steps_leave_the_protected_directions_alone(tiny):
     assert torch.allclose(projector(torch.eye(4, dtype=torch.double) * 2, 4), torch.zeros(4, 4))
     with pytest.raises(ValueError, match="null_share must be in"):
         SleepConfig(null_share=1.5)
+
+
+def test_grown_neurons_start_silent_fold_into_a_standard_folder_and_keep_the_old_weights(
+        tiny, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from reverie.sleep.strategies.grow import GrownMLP, fold, grow
+    model = copy.deepcopy(tiny.model)
+    ids = tiny.tokenizer(TEXTS[:2], return_tensors="pt", padding=True)["input_ids"]
+    before = model(ids).logits
+    grown = grow(model, 6, "1")
+    assert [type(b.mlp) is GrownMLP for b in model.model.layers] == [False, True]
+    assert torch.allclose(model(ids).logits, before, atol=1e-6)  # down = 0: silent
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == {
+        "model.layers.1.mlp.gate", "model.layers.1.mlp.up", "model.layers.1.mlp.down"}
+    with torch.no_grad():
+        grown[0].down.normal_(0, 0.5)
+    spoken = model(ids).logits
+    assert (spoken - before).abs().max() > 1e-2
+    size = model.config.intermediate_size
+    assert fold(model) == 6 and model.config.intermediate_size == size + 6
+    assert torch.allclose(model(ids).logits, spoken, atol=1e-5)
+    # the layer that grew nothing got six zero neurons; the old ones are as they were
+    assert model.model.layers[0].mlp.gate_proj.weight[size:].abs().sum() == 0
+    assert torch.equal(model.model.layers[1].mlp.up_proj.weight[:size],
+                       tiny.model.model.layers[1].mlp.up_proj.weight)
+    model.save_pretrained(tmp_path)
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path)
+    assert torch.allclose(loaded(ids).logits, spoken, atol=1e-5)
+    with pytest.raises(ValueError, match="grow_layers must be"):
+        SleepConfig(grow_layers="top")
+    with pytest.raises(ValueError, match="outside the model's layers"):
+        grow(copy.deepcopy(tiny.model), 2, "1-5")
+
+
+def test_the_grow_night_learns_in_new_neurons_and_quiet_keeps_them_off_its_own_writing(tiny):
+    from reverie.sleep.strategies.grow import Grow
+    from reverie.sleep.train import train
+    material = [Example("episode", text=t) for t in TEXTS[:2]]
+    own = TEXTS[2]
+    moved = {}
+    for weight in (0.0, 30.0):
+        cfg = tiny_cfg("grow", grow_quiet=weight, grow_lr=1e-2, kl_weight=0.0, grow_neurons=16)
+        cfg.train.epochs = 8
+        night = night_of(tiny, cfg)
+        night.generative = [Example("generative", text=own)] * 4
+        night.scratch["material"] = material  # the keys are chosen from it
+        part = Grow()
+        model = part.wrap(night, copy.deepcopy(tiny.model))
+        train(model, material, [part], night)
+        model = part.finish(night, model)
+        assert night.scratch["grow"] == {"neurons_per_layer": 16, "intermediate_size": 144}
+        assert all(p.requires_grad for p in model.parameters())
+        now = Backend(model, tiny.tokenizer)
+        learned = [a.mean().item() - b.mean().item()
+                   for a, b in zip(now.token_nll(TEXTS[:2]), tiny.token_nll(TEXTS[:2]))]
+        assert all(d < -0.1 for d in learned), (weight, learned)
+        ids = tiny.tokenizer([own], return_tensors="pt")["input_ids"]
+        moved[weight] = kl_per_token(tiny.model(ids).logits, model(ids).logits,
+                                     torch.ones_like(ids)).item()
+    # taught silence on the model's own writing: what it says there moves far less
+    assert moved[30.0] < 0.01 * moved[0.0], moved
+
+
+def test_keys_fire_on_the_most_novel_inputs_and_not_on_the_old_ones():
+    from reverie.sleep.strategies.grow import keys
+    g = torch.Generator().manual_seed(0)
+    common = torch.randn(16, generator=g) * 3
+    old = common + torch.randn(200, 16, generator=g) * 0.3
+    new = torch.cat([common + torch.randn(50, 16, generator=g) * 0.3,   # like the old
+                     torch.randn(3, 16, generator=g) * 3])             # novel
+    gates, ups, n = keys(new, old, 3, on=4.0)
+    assert n == 3
+    picked = (gates @ new.T).argmax(1)
+    assert sorted(picked.tolist()) == [50, 51, 52]
+    assert torch.allclose((gates * new[picked]).sum(1), torch.full((3,), 4.0), atol=1e-4)
+    assert torch.allclose((ups * new[picked]).sum(1), torch.ones(3), atol=1e-4)
+    assert (gates @ old.T).max() < 0

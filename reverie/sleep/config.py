@@ -140,7 +140,8 @@ class TrainConfig:
 @dataclass
 class SleepConfig:
     strategy: str = field("cls", "protection strategy: naive, replay, ewc, lora, distill, "
-                                 "progressive or cls (see reverie/sleep/strategies)")
+                                 "progressive, nullspace, edit, grow or cls (see "
+                                 "reverie/sleep/strategies)")
     budget_episodes: int = field(64, "most episodes consolidated in one night")
     min_priority: float = field(0.2, "episodes below this priority are not consolidated (they "
                                      "stay in recall until pruned). World model, 1,500 "
@@ -174,6 +175,16 @@ class SleepConfig:
                                         "own writing (higher: other prompts move less)")
     edit_max_ratio: float = field(1.0, "edit strategy: largest vector, as a share of the "
                                        "residual stream's size at the last edited layer")
+    grow_neurons: int = field(32, "grow strategy: new MLP neurons per grown layer per night")
+    grow_layers: str = field("all", "grow strategy: the layers that grow neurons, 'all' or "
+                                    "'first-last'")
+    grow_keys: bool = field(True, "grow strategy: each new neuron starts firing on one of the "
+                                  "most novel inputs of tonight's material (its MLP input least "
+                                  "like any on the model's own writing); off: random start")
+    grow_lr: float = field(1e-3, "grow strategy: learning rate of the new neurons")
+    grow_quiet: float = field(10.0, "grow strategy: weight of what the new neurons add to the "
+                                    "residual stream on the model's own writing (relative to the "
+                                    "MLP's own output there); higher: they fire on less")
     lora_r: int = field(16, "LoRA rank")
     lora_alpha: float = field(32.0, "LoRA scaling numerator")
     lora_lr: float = field(2e-3, "learning rate when training LoRA adapters")
@@ -188,6 +199,12 @@ class SleepConfig:
         if not re.fullmatch(r"\d+(-\d+)?", self.edit_layers):
             raise ValueError(f"edit_layers must be 'first-last' (e.g. 3-8), got "
                              f"{self.edit_layers!r}")
+        positive(self, "grow_neurons", "grow_lr")
+        if self.grow_quiet < 0:
+            raise ValueError(f"grow_quiet must be >= 0, got {self.grow_quiet}")
+        if not re.fullmatch(r"all|\d+(-\d+)?", self.grow_layers):
+            raise ValueError(f"grow_layers must be 'all' or 'first-last' (e.g. 10-20), got "
+                             f"{self.grow_layers!r}")
         positive(self, "edit_steps", "edit_weight", "edit_max_ratio", "null_lr")
         if not 0 <= self.null_share <= 1:
             raise ValueError(f"null_share must be in [0, 1], got {self.null_share}")

@@ -107,5 +107,5 @@ def run_night(backend: Backend, episodes: list, cfg: SleepConfig, state: SleepSt
               "mix": len(mix), "generative_samples": len(generative),
               "dream_seconds": round(dream_seconds, 2),
               "sleep_seconds": round(time.time() - start, 2), **stats,
-              **({"edit": night.scratch["edit"]} if "edit" in night.scratch else {})}
+              **{k: night.scratch[k] for k in ("edit", "grow") if k in night.scratch}}
     return NightResult(Backend(model.eval(), tok, backend.path), [e.id for e in chosen], report)

@@ -4,6 +4,7 @@ from reverie.sleep.strategies.distill import Distill
 from reverie.sleep.strategies.edit import Edit
 from reverie.sleep.strategies.ewc import EWC
 from reverie.sleep.strategies.focus import Focus
+from reverie.sleep.strategies.grow import Grow
 from reverie.sleep.strategies.lora import LoRA
 from reverie.sleep.strategies.nullspace import NullSpace
 from reverie.sleep.strategies.progressive import Progressive
@@ -17,7 +18,8 @@ STRATEGIES = {
     "distill": (Distill,),
     "progressive": (Progressive,),
     "nullspace": (NullSpace,),        # MLP down-projections, steps projected off generic keys
-    "edit": (Edit,),                  # facts written in closed form into a few MLP layers
+    "edit": (Edit,),
+    "grow": (Grow, Replay),           # new MLP neurons, taught silence on the model's own writing                  # facts written in closed form into a few MLP layers
     "cls": (Focus, Replay, Distill),  # the default: what measures best (see the bench)
 }
 

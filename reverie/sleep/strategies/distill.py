@@ -26,15 +26,22 @@ class Distill(Part):
             night.scratch["kl_cursor"] = 0
         return night.scratch["kl_rows"]
 
-    def loss(self, night: Night, model):
+    def next_rows(self, night: Night, model):
+        """The next ROWS generative samples as (ids, mask), cycling; None when there are none."""
         rows = self._batches(night)
-        if not rows or night.cfg.kl_weight == 0:
+        if not rows:
             return None
         start = night.scratch["kl_cursor"]
         chunk = [rows[(start + i) % len(rows)] for i in range(min(ROWS, len(rows)))]
         night.scratch["kl_cursor"] = start + len(chunk)
         device = next(model.parameters()).device
         ids, _, mask = (t.to(device) for t in collate(chunk, night.tokenizer.pad_token_id))
+        return ids, mask
+
+    def loss(self, night: Night, model):
+        if night.cfg.kl_weight == 0 or (rows := self.next_rows(night, model)) is None:
+            return None
+        ids, mask = rows
         with torch.no_grad():
             ref = night.reference(input_ids=ids, attention_mask=mask).logits.float()
         cur = model(input_ids=ids, attention_mask=mask).logits.float()

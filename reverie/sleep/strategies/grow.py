@@ -1,0 +1,234 @@
+"""Grow: the night adds neurons to the MLP blocks and trains them alone; every weight the model
+had stays as it was (Transformer-Patcher, Huang et al. 2023, with many neurons per layer).
+
+A new neuron adds down[:, j] * act(gate[j] . x) * (up[j] . x) to its layer's output, as the old
+ones do. Besides the KL to the pre-sleep model on its own writing, the night penalises what the
+new neurons add to the residual stream on that writing (`grow_quiet`): they learn to stay silent
+there and to speak where tonight's subjects are. Why: trained in place, the weights every prompt
+shares moved SmolLM2's unrelated answers from the first Adam steps, before anything was learned
+(stop 13); new neurons start silent (down = 0) and only what they add can move anything.
+
+After the night the neurons are folded into the MLPs (gate, up and down projections grow by the
+same number of rows in every layer; layers not grown get zero neurons, which add exactly 0): the
+candidate is a standard model folder whose config has a larger intermediate_size.
+"""
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from reverie.models.backend import Backend
+from reverie.sleep.rehearsal import as_read
+from reverie.sleep.strategies.base import Night
+from reverie.sleep.strategies.distill import Distill, kl_per_token
+
+
+KEY_SAMPLE = 4096  # MLP inputs per layer the keys are chosen from (tonight's and the old)
+
+
+class GrownMLP(nn.Module):
+    """An MLP block (left frozen) plus `k` new neurons of the same shape."""
+
+    def __init__(self, mlp, k: int, generator: torch.Generator):
+        super().__init__()
+        self.mlp = mlp
+        w = mlp.gate_proj.weight
+        std = float(w.detach().float().std())
+        shape = (k, w.shape[1])
+        self.gate = nn.Parameter((torch.randn(shape, generator=generator) * std).to(w.dtype))
+        self.up = nn.Parameter((torch.randn(shape, generator=generator) * std).to(w.dtype))
+        self.down = nn.Parameter(torch.zeros(w.shape[1], k, dtype=w.dtype))
+        self.record = None  # list: (added, base) of every forward while recording
+
+    def added(self, x):
+        return F.linear(self.mlp.act_fn(F.linear(x, self.gate)) * F.linear(x, self.up), self.down)
+
+    def forward(self, x):
+        base = self.mlp(x)
+        new = self.added(x)
+        if self.record is not None:
+            self.record.append((new, base))
+        return base + new
+
+
+def layer_range(spec: str, n_layers: int) -> range:
+    """'all' or 'first-last' (inclusive) -> the layer indices."""
+    if spec == "all":
+        return range(n_layers)
+    lo, _, hi = spec.partition("-")
+    lo, hi = int(lo), int(hi or lo)
+    if not 0 <= lo <= hi < n_layers:
+        raise ValueError(f"grow_layers {spec!r} is outside the model's layers 0-{n_layers - 1}")
+    return range(lo, hi + 1)
+
+
+@torch.no_grad()
+def mlp_inputs(model, tok, texts: list[str], layers, limit: int, seed: int, max_len: int = 256):
+    """Per layer index in `layers`, up to `limit` MLP inputs (the post-norm residual stream) of
+    the real tokens of `texts`, sampled with `seed` (same positions in every layer)."""
+    grabbed, hooks = {i: [] for i in layers}, []
+    blocks = model.model.layers
+    mask = {}
+    for i in layers:
+        def grab(m, args, i=i):
+            grabbed[i].append(args[0].detach().float()[mask["m"]])
+        hooks.append(blocks[i].mlp.register_forward_pre_hook(grab))
+    try:
+        for j in range(0, len(texts), 8):
+            enc = tok(texts[j:j + 8], return_tensors="pt", padding=True, truncation=True,
+                      max_length=max_len)
+            mask["m"] = enc["attention_mask"].bool()
+            model(**enc.to(next(model.parameters()).device))
+    finally:
+        for h in hooks:
+            h.remove()
+    out = {i: torch.cat(v) for i, v in grabbed.items()}
+    n = len(next(iter(out.values())))
+    pick = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:limit]
+    return {i: x[pick] for i, x in out.items()}
+
+
+def keys(new: torch.Tensor, old: torch.Tensor, k: int, on: float = 4.0, alike: float = 0.9):
+    """`k` gate (and up) rows that fire on the most novel of `new` (MLP inputs of tonight's
+    material) and not on `old` (inputs on the model's own writing): the inputs least like any
+    of `old` (cosine), no two picked alike above `alike`; each gate row is the input minus the
+    mean direction of `old`, scaled so it reaches `on` on its input; each up row reaches 1."""
+    nn_, on_ = F.normalize(new, dim=-1), F.normalize(old, dim=-1)
+    novelty = 1 - (nn_ @ on_.T).max(1).values
+    mean = F.normalize(old.mean(0), dim=0)
+    gates, ups, taken = [], [], []
+    for i in novelty.argsort(descending=True).tolist():
+        if len(gates) == k:
+            break
+        if taken and max(float(nn_[i] @ nn_[j]) for j in taken) > alike:
+            continue
+        g = nn_[i] - mean
+        reach = float(g @ new[i])
+        if reach <= 0:
+            continue
+        taken.append(i)
+        gates.append(g * on / reach)
+        ups.append(g / reach)
+    return torch.stack(gates), torch.stack(ups), len(taken)
+
+
+def grow(model, k: int, layers: str = "all", seed: int = 0, init: dict | None = None) -> list:
+    """Give each chosen layer's MLP `k` new neurons (silent: down = 0); freeze everything else.
+    `init`: layer index -> (gate rows, up rows) to start from (see keys); random otherwise.
+    Returns the new GrownMLP modules; the caller trains their parameters."""
+    blocks = model.model.layers
+    for layer in blocks:
+        mlp = layer.mlp
+        if not all(hasattr(mlp, a) for a in ("gate_proj", "up_proj", "down_proj", "act_fn")):
+            raise ValueError(f"the grow strategy needs gated MLPs (gate_proj, up_proj, down_proj), "
+                             f"got {type(mlp).__name__}; use another strategy")
+        if any(getattr(mlp, a).bias is not None for a in ("gate_proj", "up_proj", "down_proj")):
+            raise ValueError("the grow strategy needs MLPs without biases (mlp_bias=false); "
+                             "use another strategy")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    g = torch.Generator().manual_seed(seed)
+    grown = []
+    for i in layer_range(layers, len(blocks)):
+        blocks[i].mlp = GrownMLP(blocks[i].mlp, k, g).to(blocks[i].mlp.gate_proj.weight.device)
+        if init and i in init:
+            gates, ups = init[i]
+            with torch.no_grad():
+                blocks[i].mlp.gate[:len(gates)] = gates.to(blocks[i].mlp.gate.dtype)
+                blocks[i].mlp.up[:len(ups)] = ups.to(blocks[i].mlp.up.dtype)
+        grown.append(blocks[i].mlp)
+    return grown
+
+
+def quiet(grown: list, mask) -> torch.Tensor:
+    """What the new neurons added on the recorded forward, relative to what the old ones gave:
+    sum of |added|^2 over real tokens / sum of |base|^2, averaged over the grown layers."""
+    m = mask.unsqueeze(-1).to(torch.float32)
+    terms = []
+    for g in grown:
+        for new, base in g.record:
+            terms.append((new.float().pow(2) * m).sum() / (base.float().pow(2) * m).sum().clamp(min=1e-6))
+    return torch.stack(terms).mean()
+
+
+@torch.no_grad()
+def fold(model) -> int:
+    """Fold every GrownMLP back into a plain MLP with its neurons appended; layers without new
+    neurons get zero ones, so all keep one intermediate_size. Returns the neurons added per layer."""
+    blocks = model.model.layers
+    k = max((b.mlp.gate.shape[0] for b in blocks if isinstance(b.mlp, GrownMLP)), default=0)
+    if not k:
+        return 0
+    for b in blocks:
+        g = b.mlp if isinstance(b.mlp, GrownMLP) else None
+        mlp = g.mlp if g else b.mlp
+        w = mlp.gate_proj.weight
+        h = w.shape[1]
+        zeros = w.new_zeros(k, h)
+        new = {"gate_proj": g.gate if g else zeros, "up_proj": g.up if g else zeros,
+               "down_proj": g.down if g else w.new_zeros(h, k)}
+        for name, extra in new.items():
+            old = getattr(mlp, name)
+            dim = 1 if name == "down_proj" else 0
+            weight = torch.cat([old.weight, extra.detach().to(old.weight.dtype)], dim)
+            lin = nn.Linear(weight.shape[1], weight.shape[0], bias=False, device=weight.device,
+                            dtype=weight.dtype)
+            lin.weight.copy_(weight)
+            setattr(mlp, name, lin)
+        if hasattr(mlp, "intermediate_size"):
+            mlp.intermediate_size += k
+        b.mlp = mlp
+    model.config.intermediate_size += k
+    return k
+
+
+class Grow(Distill):
+    name = "grow"
+
+    def wrap(self, night: Night, model):
+        cfg = night.cfg
+        night.lr = cfg.grow_lr
+        seed = cfg.seed + night.state.nights
+        init = None
+        own, material = night.generative, night.scratch.get("material", [])
+        if cfg.grow_keys and own and material:
+            backend = Backend(model, night.tokenizer)
+            layers = layer_range(cfg.grow_layers, len(model.model.layers))
+            new = mlp_inputs(model, night.tokenizer, as_read(backend, material), layers,
+                             KEY_SAMPLE, seed, cfg.train.max_len)
+            old = mlp_inputs(model, night.tokenizer, as_read(backend, own), layers,
+                             KEY_SAMPLE, seed, cfg.train.max_len)
+            init = {i: keys(new[i], old[i], cfg.grow_neurons)[:2] for i in layers}
+        night.scratch["grow_frozen"] = [p for p in model.parameters() if p.requires_grad]
+        night.scratch["grown"] = grow(model, cfg.grow_neurons, cfg.grow_layers, seed, init)
+        return model
+
+    def loss(self, night: Night, model):
+        """KL to the pre-sleep model and the new neurons' quiet on its own writing, one forward."""
+        cfg = night.cfg
+        if (cfg.kl_weight == 0 and cfg.grow_quiet == 0) or (
+                rows := self.next_rows(night, model)) is None:
+            return None
+        ids, mask = rows
+        grown = night.scratch["grown"]
+        for g in grown:
+            g.record = []
+        try:
+            cur = model(input_ids=ids, attention_mask=mask).logits.float()
+            total = cfg.grow_quiet * quiet(grown, mask)
+        finally:
+            for g in grown:
+                g.record = None
+        if cfg.kl_weight:
+            with torch.no_grad():
+                ref = night.reference(input_ids=ids, attention_mask=mask).logits.float()
+            total = total + cfg.kl_weight * kl_per_token(ref, cur, mask)
+        return total
+
+    def finish(self, night: Night, model):
+        night.scratch.pop("grown", None)
+        night.scratch["grow"] = {"neurons_per_layer": fold(model),
+                                 "intermediate_size": model.config.intermediate_size}
+        for p in night.scratch.pop("grow_frozen", []):
+            p.requires_grad_(True)
+        return model
