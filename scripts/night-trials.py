@@ -57,6 +57,8 @@ def main():
                         "model's own writing (the grow strategy); 0: off")
     p.add_argument("--grow-layers", default="all", help="with --grow: 'all' or 'first-last'")
     p.add_argument("--quiet", type=float, default=10.0, help="with --grow: sleep.grow_quiet")
+    p.add_argument("--fixed-keys", action="store_true", help="with --keys: train down only")
+    p.add_argument("--on", type=float, default=4.0, help="with --keys: gate reach on its input")
     p.add_argument("--keys", action="store_true",
                    help="with --grow: start each neuron's gate on a novel input of the material")
     p.add_argument("--seed", type=int, default=0)
@@ -132,10 +134,10 @@ def main():
             old = mlp_inputs(model, tok, as_read(pre, gen), layers, 4096, a.seed)
             init = {}
             for i in layers:
-                g, u, n = keys(new[i], old[i], a.grow)
+                g, u, n = keys(new[i], old[i], a.grow, on=a.on)
                 init[i] = (g, u)
             print(f"keys: {n} in the last layer", flush=True)
-        grown = grow(model, a.grow, a.grow_layers, a.seed, init)
+        grown = grow(model, a.grow, a.grow_layers, a.seed, init, a.fixed_keys)
     params = [q for q in model.parameters() if q.requires_grad]
     enc = [encode(tok, e, cfg.train.max_len) for e in material]
     kl_rows = [(encode(tok, e, cfg.train.max_len)[0],) * 2 for e in gen]
@@ -185,6 +187,24 @@ def main():
         model.eval()
         now = Backend(model, tok, pre.path)
         figures, _, moved = probe(setup, now)
+        if grown:  # what the new neurons add on the locality prompts, and on the own writing
+            def loudness(texts):
+                out = []
+                for t in texts:
+                    enc = tok([t], return_tensors="pt")
+                    for g in grown:
+                        g.record = []
+                    with torch.no_grad():
+                        model(**enc)
+                    out.append(float(quiet(grown, enc["attention_mask"])))
+                    for g in grown:
+                        g.record = None
+                return round(sum(out) / len(out), 5)
+            refs = setup.reference
+            figures["quiet_open"] = loudness([p + c for p, c in refs[:len(refs) // 2]])
+            figures["quiet_chatter"] = loudness([p + c for p, c in refs[len(refs) // 2:]])
+            figures["quiet_own"] = loudness(as_read(pre, gen)[:24])
+            figures["quiet_material"] = loudness(as_read(pre, material)[:24])
         row = {"epoch": epoch + 1, **figures,
                "train_seconds": round(train_s), "tokens_per_s": round(tokens / train_s, 1)}
         print(json.dumps(row), flush=True)

@@ -175,13 +175,19 @@ class SleepConfig:
                                         "own writing (higher: other prompts move less)")
     edit_max_ratio: float = field(1.0, "edit strategy: largest vector, as a share of the "
                                        "residual stream's size at the last edited layer")
-    grow_neurons: int = field(32, "grow strategy: new MLP neurons per grown layer per night")
+    grow_neurons: int = field(64, "grow strategy: new MLP neurons per grown layer per night")
     grow_layers: str = field("all", "grow strategy: the layers that grow neurons, 'all' or "
                                     "'first-last'")
     grow_keys: bool = field(True, "grow strategy: each new neuron starts firing on one of the "
                                   "most novel inputs of tonight's material (its MLP input least "
                                   "like any on the model's own writing); off: random start")
-    grow_lr: float = field(1e-3, "grow strategy: learning rate of the new neurons")
+    grow_fixed_keys: bool = field(True, "grow strategy, with grow_keys: the neurons' gate and up "
+                                        "rows stay where they started and only what they write "
+                                        "(down) trains (Adam's first steps at 1e-2 rewrote the "
+                                        "keys and the neurons fired on SmolLM2's chatter)")
+    # why 3e-3: SmolLM2 day 0 (night-trials.py, 64 fixed keys per layer, quiet 10, KL 3),
+    # first epoch: 1e-2 kept locality 0.808, 3e-3 kept 0.904; neither had learned anything yet
+    grow_lr: float = field(3e-3, "grow strategy: learning rate of the new neurons")
     grow_quiet: float = field(10.0, "grow strategy: weight of what the new neurons add to the "
                                     "residual stream on the model's own writing (relative to the "
                                     "MLP's own output there); higher: they fire on less")
