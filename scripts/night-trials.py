@@ -17,6 +17,7 @@ dream material between runs (stop 13's rows all read one made before the answer 
 
 import argparse
 import copy
+import dataclasses
 import json
 import random
 import time
@@ -53,14 +54,11 @@ def main():
     p.add_argument("--null-dims", type=int, default=0,
                    help="with --null: protect this many top directions per layer instead")
     p.add_argument("--grow", type=int, default=0,
-                   help="add this many neurons to each MLP and train them alone, silent on the "
-                        "model's own writing (the grow strategy); 0: off")
+                   help="the grow strategy's night with this many neurons per subject in each "
+                        "MLP (sleep.grow_neurons; --lr, --kl and --quiet set its rate and "
+                        "weights); 0: off")
     p.add_argument("--grow-layers", default="all", help="with --grow: 'all' or 'first-last'")
     p.add_argument("--quiet", type=float, default=10.0, help="with --grow: sleep.grow_quiet")
-    p.add_argument("--fixed-keys", action="store_true", help="with --keys: train down only")
-    p.add_argument("--on", type=float, default=4.0, help="with --keys: gate reach on its input")
-    p.add_argument("--keys", action="store_true",
-                   help="with --grow: start each neuron's gate on a novel input of the material")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", required=True)
     a = p.parse_args()
@@ -123,21 +121,19 @@ def main():
             W = model.model.layers[i].mlp.down_proj.weight
             projections[W] = (projector(C, k), W.detach().clone())
         print(f"null space: protected dims per layer {kept}", flush=True)
-    grown = []
-    if a.grow:
-        from reverie.sleep.strategies.grow import grow, quiet
-        init = None
-        if a.keys:
-            from reverie.sleep.strategies.grow import keys, layer_range, mlp_inputs
-            layers = layer_range(a.grow_layers, len(model.model.layers))
-            new = mlp_inputs(model, tok, as_read(pre, material), layers, 4096, a.seed)
-            old = mlp_inputs(model, tok, as_read(pre, gen), layers, 4096, a.seed)
-            init = {}
-            for i in layers:
-                g, u, n = keys(new[i], old[i], a.grow, on=a.on)
-                init[i] = (g, u)
-            print(f"keys: {n} in the last layer", flush=True)
-        grown = grow(model, a.grow, a.grow_layers, a.seed, init, a.fixed_keys)
+    grown, part = [], None
+    if a.grow:  # the grow strategy's own part: its keys, its renamed material, its loss
+        from reverie.sleep.strategies.base import Night, SleepState
+        from reverie.sleep.strategies.grow import Grow, quiet
+        ncfg = dataclasses.replace(cfg, grow_neurons=a.grow, grow_layers=a.grow_layers,
+                                   grow_quiet=a.quiet, kl_weight=a.kl, grow_lr=a.lr)
+        night = Night(ncfg, SleepState(), tok, pre.model, gen, random.Random(a.seed), a.lr,
+                      scratch={"material": material})
+        part = Grow()
+        model = part.wrap(night, model)
+        grown = night.scratch["grown"]
+        print(f"grown: {grown[0].gate.shape[0]} neurons per layer, "
+              f"{len(night.scratch['grow_renamed'])} renamed examples", flush=True)
     params = [q for q in model.parameters() if q.requires_grad]
     enc = [encode(tok, e, cfg.train.max_len) for e in material]
     kl_rows = [(encode(tok, e, cfg.train.max_len)[0],) * 2 for e in gen]
@@ -158,20 +154,16 @@ def main():
             ids, labels, mask = collate([enc[i] for i in batch], tok.pad_token_id)
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-                if (a.kl or grown) and kl_rows:
+                if part is not None:
+                    loss = loss + part.loss(night, model)
+                elif a.kl and kl_rows:
                     chunk = [kl_rows[(cursor + i) % len(kl_rows)] for i in range(8)]
                     cursor += 8
                     ki, _, km = collate(chunk, tok.pad_token_id)
                     with torch.no_grad():
                         ref = pre.model(input_ids=ki, attention_mask=km).logits.float()
-                    for g in grown:
-                        g.record = []
                     cur = model(input_ids=ki, attention_mask=km).logits.float()
                     loss = loss + a.kl * kl_per_token(ref, cur, km)
-                    if grown:
-                        loss = loss + a.quiet * quiet(grown, km)
-                        for g in grown:
-                            g.record = None
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
@@ -205,6 +197,7 @@ def main():
             figures["quiet_chatter"] = loudness([p + c for p, c in refs[len(refs) // 2:]])
             figures["quiet_own"] = loudness(as_read(pre, gen)[:24])
             figures["quiet_material"] = loudness(as_read(pre, material)[:24])
+            figures["quiet_renamed"] = loudness(as_read(pre, night.scratch["grow_renamed"])[:24])
         row = {"epoch": epoch + 1, **figures,
                "train_seconds": round(train_s), "tokens_per_s": round(tokens / train_s, 1)}
         print(json.dumps(row), flush=True)

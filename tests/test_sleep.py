@@ -626,32 +626,43 @@ def test_grown_neurons_start_silent_fold_into_a_standard_folder_and_keep_the_old
 
 
 def test_the_grow_night_learns_in_new_neurons_and_quiet_keeps_them_off_its_own_writing(tiny):
-    from reverie.sleep.strategies.grow import Grow
+    from reverie.sleep.strategies.grow import Grow, mentions
     from reverie.sleep.train import train
-    material = [Example("episode", text=t) for t in TEXTS[:2]]
+    material = [Example("episode", text=TEXTS[0]),
+                Example("self_question", question="Where was Ada Lowell born?", answer="Oslo")]
     own = TEXTS[2]
-    moved = {}
+    moved, learned = {}, {}
     for weight in (0.0, 30.0):
-        cfg = tiny_cfg("grow", grow_quiet=weight, grow_lr=1e-2, kl_weight=0.0, grow_neurons=16)
+        cfg = tiny_cfg("grow", grow_quiet=weight, grow_lr=1e-2, kl_weight=0.0, grow_neurons=3)
         cfg.train.epochs = 16
         night = night_of(tiny, cfg)
         night.generative = [Example("generative", text=own)] * 4
         night.scratch["material"] = material  # the keys are chosen from it
         part = Grow()
         model = part.wrap(night, copy.deepcopy(tiny.model))
+        # one subject: a key on the mean of its two mentions, then one on each (3 asked for)
+        renamed = night.scratch["grow_renamed"]
+        assert len(renamed) == 2 and not any("Ada Lowell" in (ex.text or ex.question)
+                                             for ex in renamed)
         train(model, material, [part], night)
         model = part.finish(night, model)
-        assert night.scratch["grow"] == {"neurons_per_layer": 16, "intermediate_size": 144}
+        assert night.scratch["grow"] == {"neurons_per_layer": 3, "intermediate_size": 131}
         assert all(p.requires_grad for p in model.parameters())
         now = Backend(model, tiny.tokenizer)
-        learned = [a.mean().item() - b.mean().item()
-                   for a, b in zip(now.token_nll(TEXTS[:2]), tiny.token_nll(TEXTS[:2]))]
-        assert all(d < -0.1 for d in learned), (weight, learned)
+        learned[weight] = now.token_nll(TEXTS[:1])[0].mean().item() - \
+            tiny.token_nll(TEXTS[:1])[0].mean().item()
         ids = tiny.tokenizer([own], return_tensors="pt")["input_ids"]
         moved[weight] = kl_per_token(tiny.model(ids).logits, model(ids).logits,
                                      torch.ones_like(ids)).item()
-    # taught silence on the model's own writing: what it says there moves far less
-    assert moved[30.0] < 0.1 * moved[0.0], moved
+    assert learned[0.0] < -0.1, learned
+    assert learned[30.0] < 0, learned
+    # taught silence on the model's own writing: what it says there barely moves
+    assert moved[30.0] < 0.01 * moved[0.0], moved
+    text = "Ada Lowell met Ada Lowell."
+    spans = tiny.tokenizer(text, return_offsets_mapping=True)["offset_mapping"]
+    assert all(text[:spans[i][1]].endswith("Lowell") for i in mentions(tiny.tokenizer, text,
+                                                                        "Ada Lowell"))
+    assert len(mentions(tiny.tokenizer, text, "Ada Lowell")) == 2
 
 
 def test_keys_fire_on_the_most_novel_inputs_and_not_on_the_old_ones():

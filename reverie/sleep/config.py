@@ -175,7 +175,8 @@ class SleepConfig:
                                         "own writing (higher: other prompts move less)")
     edit_max_ratio: float = field(1.0, "edit strategy: largest vector, as a share of the "
                                        "residual stream's size at the last edited layer")
-    grow_neurons: int = field(64, "grow strategy: new MLP neurons per grown layer per night")
+    grow_neurons: int = field(4, "grow strategy: new MLP neurons per subject (or per episode "
+                                 "without a named subject) in each grown layer, each night")
     grow_layers: str = field("all", "grow strategy: the layers that grow neurons, 'all' or "
                                     "'first-last'")
     grow_keys: bool = field(True, "grow strategy: each new neuron starts firing on one of the "

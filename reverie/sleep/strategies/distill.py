@@ -15,11 +15,15 @@ ROWS = 8  # generative samples per step
 class Distill(Part):
     name = "distill"
 
+    def kept(self, night: Night) -> list:
+        """What the KL keeps as the pre-sleep model read it: its own writing."""
+        return night.generative
+
     def _batches(self, night: Night):
         if "kl_rows" not in night.scratch:
             tok = night.tokenizer
             rows = []
-            for ex in night.generative:  # KL on every token, the prompt's included
+            for ex in self.kept(night):  # KL on every token, the prompt's included
                 ids, _ = encode(tok, ex, night.cfg.train.max_len)
                 rows.append((ids, ids))
             night.scratch["kl_rows"] = rows

@@ -13,11 +13,15 @@ same number of rows in every layer; layers not grown get zero neurons, which add
 candidate is a standard model folder whose config has a larger intermediate_size.
 """
 
+import dataclasses
+import random
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from reverie.models.backend import Backend
+from reverie.sleep.dream import about, stranger_name, subject_of
 from reverie.sleep.rehearsal import as_read
 from reverie.sleep.strategies.base import Night
 from reverie.sleep.strategies.distill import Distill, kl_per_token
@@ -63,70 +67,103 @@ def layer_range(spec: str, n_layers: int) -> range:
 
 
 @torch.no_grad()
-def mlp_inputs(model, tok, texts: list[str], layers, limit: int, seed: int, max_len: int = 256):
-    """Per layer index in `layers`, up to `limit` MLP inputs (the post-norm residual stream) of
-    the real tokens of `texts`, sampled with `seed` (same positions in every layer)."""
+def mlp_inputs(model, tok, texts: list[str], layers, limit: int = 0, seed: int = 0,
+               max_len: int = 256, positions: list | None = None) -> dict:
+    """Per layer index in `layers`, the MLP inputs (the post-norm residual stream) at the real
+    tokens of `texts` (or at `positions`, one list of token indices per text), as rows; with
+    `limit`, at most that many, sampled with `seed` (the same rows in every layer)."""
     grabbed, hooks = {i: [] for i in layers}, []
     blocks = model.model.layers
-    mask = {}
+    where = {}
     for i in layers:
         def grab(m, args, i=i):
-            grabbed[i].append(args[0].detach().float()[mask["m"]])
+            grabbed[i].append(args[0].detach().float()[where["m"]])
         hooks.append(blocks[i].mlp.register_forward_pre_hook(grab))
     try:
         for j in range(0, len(texts), 8):
             enc = tok(texts[j:j + 8], return_tensors="pt", padding=True, truncation=True,
                       max_length=max_len)
-            mask["m"] = enc["attention_mask"].bool()
+            m = enc["attention_mask"].bool()
+            if positions is not None:
+                m = torch.zeros_like(m)
+                for r, pos in enumerate(positions[j:j + 8]):
+                    m[r, [q for q in pos if q < m.shape[1]]] = True
+            where["m"] = m
             model(**enc.to(next(model.parameters()).device))
     finally:
         for h in hooks:
             h.remove()
     out = {i: torch.cat(v) for i, v in grabbed.items()}
-    n = len(next(iter(out.values())))
-    pick = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:limit]
-    return {i: x[pick] for i, x in out.items()}
+    if limit:
+        n = len(next(iter(out.values())))
+        pick = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:limit]
+        out = {i: x[pick] for i, x in out.items()}
+    return out
 
 
-def keys(new: torch.Tensor, old: torch.Tensor, k: int, on: float = 4.0, off: float = 6.0,
-         alike: float = 0.9, ridge: float = 1e-2):
-    """`k` gate (and up) rows that fire on the most novel of `new` (MLP inputs of tonight's
-    material) and stay off on `old` (inputs on the model's own writing).
+def mentions(tok, text: str, name: str) -> list[int]:
+    """Token index of the last token of every mention of `name` in `text`."""
+    spans = tok(text, return_offsets_mapping=True)["offset_mapping"]
+    out, at = [], text.find(name)
+    while at >= 0:
+        end = at + len(name)
+        hits = [i for i, (s, e) in enumerate(spans) if s < end and e > at]
+        if hits:
+            out.append(hits[-1])
+        at = text.find(name, end)
+    return out
 
-    Novel: farthest from `old` in Mahalanobis distance (old's covariance, ridge-regularised);
-    no two picked alike above `alike` (cosine, whitened). Each gate row is the whitened
-    direction of its input, plus a share of old's mean: since every input carries about the
-    same component along that mean (RMS-normed, massive dimensions), the share acts as the bias
-    the MLP has not got, set so the gate reads `on` at its input and -`off` at old's mean.
-    Each up row reads 1 at its input. Returns (gates, ups, how many were found)."""
-    old, new = old.double(), new.double()
+
+def key_rows(targets: torch.Tensor, old: torch.Tensor, on: float = 4.0, off: float = 6.0,
+             ridge: float = 1e-2):
+    """Gate and up rows that fire on each of `targets` (MLP inputs) and stay off on `old`
+    (inputs on text the neurons must leave alone).
+
+    Each gate row is the whitened direction of its target (old's covariance, ridge-regularised)
+    plus a share of old's mean: since every input carries about the same component along that
+    mean (RMS-normed, massive dimensions), the share acts as the bias the MLP has not got, set
+    so the gate reads `on` at its target and -`off` at old's mean. Each up row reads 1 at its
+    target. Returns (gates, ups)."""
+    old, targets = old.double(), targets.double()
     mu = old.mean(0)
     centred = old - mu
     cov = centred.T @ centred / len(old)
     cov += ridge * cov.trace() / len(cov) * torch.eye(len(cov), dtype=cov.dtype)
     precision = torch.linalg.inv(cov)
-    white = (new - mu) @ precision
-    distance = (white * (new - mu)).sum(1)
-    unit = F.normalize(white, dim=-1)
-    gates, ups, taken = [], [], []
-    for i in distance.argsort(descending=True).tolist():
-        if len(gates) == k:
-            break
-        if taken and float((unit[taken] @ unit[i]).max()) > alike:
-            continue
-        w, x = white[i], new[i]
+    gates = []
+    for x in targets:
+        w = precision @ (x - mu)
         system = torch.tensor([[float(w @ mu), float(mu @ mu)], [float(w @ x), float(mu @ x)]],
                               dtype=torch.float64)
         if abs(float(torch.linalg.det(system))) < 1e-9:
-            continue
+            w = x - mu  # a target on old's mean line: its plain direction
+            system[:, 0] = torch.stack([w @ mu, w @ x])
         a, b = torch.linalg.solve(system, torch.tensor([-off, on], dtype=torch.float64))
-        g = a * w + b * mu
-        taken.append(i)
-        gates.append(g.float())
-        ups.append((g / on).float())
-    if not gates:
-        raise ValueError("the grow strategy found no input of tonight's material to key on")
-    return torch.stack(gates), torch.stack(ups), len(taken)
+        gates.append(a * w + b * mu)
+    gates = torch.stack(gates)
+    return gates.float(), (gates / on).float()
+
+
+def keys(new: torch.Tensor, old: torch.Tensor, k: int, on: float = 4.0, off: float = 6.0,
+         alike: float = 0.9, ridge: float = 1e-2):
+    """`k` rows (see key_rows) for the most novel of `new`: the farthest from `old` in
+    Mahalanobis distance, no two alike above `alike` (cosine, whitened). Returns (gates, ups,
+    how many were found)."""
+    mu = old.double().mean(0)
+    centred = old.double() - mu
+    cov = centred.T @ centred / len(old)
+    cov += ridge * cov.trace() / len(cov) * torch.eye(len(cov), dtype=cov.dtype)
+    white = (new.double() - mu) @ torch.linalg.inv(cov)
+    distance = (white * (new.double() - mu)).sum(1)
+    unit = F.normalize(white, dim=-1)
+    taken = []
+    for i in distance.argsort(descending=True).tolist():
+        if len(taken) == k:
+            break
+        if not taken or float((unit[taken] @ unit[i]).max()) <= alike:
+            taken.append(i)
+    gates, ups = key_rows(new[taken], old, on, off, ridge)
+    return gates, ups, len(taken)
 
 
 def grow(model, k: int, layers: str = "all", seed: int = 0, init: dict | None = None,
@@ -211,26 +248,85 @@ def fold(model) -> int:
     return k
 
 
+def renamed(material: list, subjects: list, rng: random.Random) -> list:
+    """The night's material about its subjects with every subject renamed to someone nobody
+    has met (their first and last names recombined): text the new neurons must stay silent on,
+    which the KL keeps as the pre-sleep model read it (no generation needed)."""
+    firsts = [n.split()[0] for n in subjects]
+    lasts = [n.split()[-1] for n in subjects]
+    out = []
+    for ex in material:
+        names = [n for n in subjects if about(ex, {n})]
+        if not names:
+            continue
+        new = {n: stranger_name(n, firsts, lasts, set(subjects), rng) for n in names}
+
+        def swap(t):
+            for n in names:
+                t = t.replace(n, new[n]) if t else t
+            return t
+        out.append(dataclasses.replace(ex, kind="renamed", text=swap(ex.text),
+                                       context=swap(ex.context), question=swap(ex.question),
+                                       answer=swap(ex.answer)))
+    return out
+
+
+def subject_keys(model, tok, backend, material: list, subjects: list, layers, per_subject: int,
+                 seed: int, max_len: int) -> dict:
+    """Per layer, `per_subject` target inputs for each subject: the mean of its MLP inputs at the
+    last token of every mention of its name in tonight's material, then single mentions."""
+    rng = random.Random(seed)
+    targets = {i: [] for i in layers}
+    for name in subjects:
+        texts = [t for t in as_read(backend, [ex for ex in material if about(ex, {name})])]
+        positions = [mentions(tok, t, name) for t in texts]
+        if not any(positions):
+            continue
+        inputs = mlp_inputs(model, tok, texts, layers, max_len=max_len, positions=positions)
+        n = len(next(iter(inputs.values())))
+        picks = rng.sample(range(n), min(n, per_subject - 1))
+        for i in layers:
+            targets[i].append(inputs[i].mean(0, keepdim=True))
+            targets[i].append(inputs[i][picks])
+    return {i: torch.cat(v) for i, v in targets.items() if v}
+
+
 class Grow(Distill):
     name = "grow"
 
+    def kept(self, night: Night) -> list:
+        """Its own writing and tonight's material renamed, taken in turn."""
+        own, renamed_ = night.generative, night.scratch.get("grow_renamed", [])
+        mixed = [ex for pair in zip(own, renamed_) for ex in pair]
+        n = min(len(own), len(renamed_))
+        return mixed + own[n:] + renamed_[n:]
+
     def wrap(self, night: Night, model):
-        cfg = night.cfg
+        cfg, tok = night.cfg, night.tokenizer
         night.lr = cfg.grow_lr
         seed = cfg.seed + night.state.nights
-        init = None
-        own, material = night.generative, night.scratch.get("material", [])
-        if cfg.grow_keys and own and material:
-            backend = Backend(model, night.tokenizer)
+        material = night.scratch.get("material", [])
+        subjects = sorted({subject_of(ex.text) for ex in material if ex.kind == "episode"}
+                          - {None})
+        night.scratch["grow_renamed"] = renamed(material, subjects, random.Random(seed))
+        spared = night.generative + night.scratch["grow_renamed"]
+        init, k = None, cfg.grow_neurons * max(1, len(subjects))
+        if cfg.grow_keys and material and spared:
+            backend = Backend(model, tok)
             layers = layer_range(cfg.grow_layers, len(model.model.layers))
-            new = mlp_inputs(model, night.tokenizer, as_read(backend, material), layers,
-                             KEY_SAMPLE, seed, cfg.train.max_len)
-            old = mlp_inputs(model, night.tokenizer, as_read(backend, own), layers,
-                             KEY_SAMPLE, seed, cfg.train.max_len)
-            init = {i: keys(new[i], old[i], cfg.grow_neurons)[:2] for i in layers}
+            old = mlp_inputs(model, tok, as_read(backend, spared), layers, KEY_SAMPLE, seed,
+                             cfg.train.max_len)
+            targets = subject_keys(model, tok, backend, material, subjects, layers,
+                                   cfg.grow_neurons, seed, cfg.train.max_len)
+            if targets:
+                init = {i: key_rows(targets[i], old[i]) for i in layers}
+                k = len(targets[layers[0]])
+            else:  # no named subject: the material's most novel inputs
+                new = mlp_inputs(model, tok, as_read(backend, material), layers, KEY_SAMPLE,
+                                 seed, cfg.train.max_len)
+                init = {i: keys(new[i], old[i], k)[:2] for i in layers}
         night.scratch["grow_frozen"] = [p for p in model.parameters() if p.requires_grad]
-        night.scratch["grown"] = grow(model, cfg.grow_neurons, cfg.grow_layers, seed, init,
-                                      cfg.grow_fixed_keys)
+        night.scratch["grown"] = grow(model, k, cfg.grow_layers, seed, init, cfg.grow_fixed_keys)
         return model
 
     def loss(self, night: Night, model):
