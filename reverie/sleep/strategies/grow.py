@@ -135,9 +135,11 @@ def key_rows(targets: torch.Tensor, old: torch.Tensor, on: float = 4.0, off: flo
         w = precision @ (x - mu)
         system = torch.tensor([[float(w @ mu), float(mu @ mu)], [float(w @ x), float(mu @ x)]],
                               dtype=torch.float64)
-        if abs(float(torch.linalg.det(system))) < 1e-9:
-            w = x - mu  # a target on old's mean line: its plain direction
-            system[:, 0] = torch.stack([w @ mu, w @ x])
+        scale = float(w.norm() * mu.norm() * mu.norm() * x.norm())
+        if not scale or abs(float(torch.linalg.det(system))) < 1e-9 * scale:
+            # the target lies on old's mean line: no bias to be had; read `on` there
+            gates.append(on * x / (x @ x).clamp(min=1e-12))
+            continue
         a, b = torch.linalg.solve(system, torch.tensor([-off, on], dtype=torch.float64))
         gates.append(a * w + b * mu)
     gates = torch.stack(gates)
