@@ -12,7 +12,8 @@ def register(sub):
                    help="model to start from when the data directory has no snapshot yet")
     p.add_argument("--preset", default=None, help="sleep config preset or YAML path")
     p.add_argument("--strategy", default=None, help="override the strategy (naive, replay, ewc, "
-                                                    "lora, distill, progressive, cls)")
+                                                    "lora, distill, progressive, nullspace, "
+                                                    "edit, grow, cls)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a sleep config value, e.g. --set train.lr=1e-4 (repeatable)")
     p.set_defaults(func=_sleep)
