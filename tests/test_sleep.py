@@ -551,7 +551,7 @@ def test_counterparts_go_to_the_kl_and_replay_not_to_the_new_material(tiny, monk
 
 
 def test_nullspace_steps_leave_the_protected_directions_alone(tiny):
-    from reverie.sleep.strategies.nullspace import key_covariances, projector
+    from reverie.sleep.strategies.nullspace import projector
     episodes = [Ep(i, t) for i, t in enumerate(TEXTS[:2])]
     before = [x.mean().item() for x in tiny.token_nll(TEXTS[:2])]
     downs = lambda m: {n: p for n, p in m.named_parameters() if n.endswith("down_proj.weight")}

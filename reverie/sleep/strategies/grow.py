@@ -114,6 +114,17 @@ def mentions(tok, text: str, name: str) -> list[int]:
     return out
 
 
+def whitening(old: torch.Tensor, ridge: float) -> tuple:
+    """(mean, inverse covariance) of the rows of `old`, the covariance ridge-regularised by
+    `ridge` times its mean eigenvalue; float64."""
+    old = old.double()
+    mu = old.mean(0)
+    centred = old - mu
+    cov = centred.T @ centred / len(old)
+    cov += ridge * cov.trace() / len(cov) * torch.eye(len(cov), dtype=cov.dtype)
+    return mu, torch.linalg.inv(cov)
+
+
 def key_rows(targets: torch.Tensor, old: torch.Tensor, on: float = 4.0, off: float = 6.0,
              ridge: float = 1e-2):
     """Gate and up rows that fire on each of `targets` (MLP inputs) and stay off on `old`
@@ -124,12 +135,8 @@ def key_rows(targets: torch.Tensor, old: torch.Tensor, on: float = 4.0, off: flo
     mean (RMS-normed, massive dimensions), the share acts as the bias the MLP has not got, set
     so the gate reads `on` at its target and -`off` at old's mean. Each up row reads 1 at its
     target. Returns (gates, ups)."""
-    old, targets = old.double(), targets.double()
-    mu = old.mean(0)
-    centred = old - mu
-    cov = centred.T @ centred / len(old)
-    cov += ridge * cov.trace() / len(cov) * torch.eye(len(cov), dtype=cov.dtype)
-    precision = torch.linalg.inv(cov)
+    targets = targets.double()
+    mu, precision = whitening(old, ridge)
     gates = []
     for x in targets:
         w = precision @ (x - mu)
@@ -151,11 +158,8 @@ def keys(new: torch.Tensor, old: torch.Tensor, k: int, on: float = 4.0, off: flo
     """`k` rows (see key_rows) for the most novel of `new`: the farthest from `old` in
     Mahalanobis distance, no two alike above `alike` (cosine, whitened). Returns (gates, ups,
     how many were found)."""
-    mu = old.double().mean(0)
-    centred = old.double() - mu
-    cov = centred.T @ centred / len(old)
-    cov += ridge * cov.trace() / len(cov) * torch.eye(len(cov), dtype=cov.dtype)
-    white = (new.double() - mu) @ torch.linalg.inv(cov)
+    mu, precision = whitening(old, ridge)
+    white = (new.double() - mu) @ precision
     distance = (white * (new.double() - mu)).sum(1)
     unit = F.normalize(white, dim=-1)
     taken = []
