@@ -178,7 +178,7 @@ def test_merged_lora_gives_the_unmerged_logits(tiny):
 
 @pytest.mark.parametrize("strategy", sorted(set(STRATEGIES) - {"edit", "nullspace", "grow"}))  # below
 def test_every_strategy_runs_a_night_and_lowers_the_loss_on_its_episodes(tiny, strategy):
-    cfg = tiny_cfg(strategy, budget_episodes=2)
+    cfg = tiny_cfg(strategy, budget_episodes=2, scope_lr=3e-3)
     cfg.train.epochs = 6
     cfg.train.lr = 3e-3
     cfg.lora_lr = 1e-2
@@ -319,7 +319,14 @@ def test_cls_trains_adapters_on_large_models_only():
     from reverie.sleep.strategies import build_parts
     names = lambda parts: [p.name for p in parts]  # noqa: E731
     assert names(build_parts("cls", "auto", 135_000_000)) == ["lora", "focus", "replay", "distill"]
-    assert names(build_parts("cls", "auto", 6_000_000)) == ["focus", "replay", "distill"]
+    assert names(build_parts("cls", "auto", 6_000_000, "auto")) == ["focus", "replay", "distill"]
+    assert names(build_parts("cls", "auto", 135_000_000, "auto")) == ["focus", "scope"]
+    assert names(build_parts("cls", "no", 6_000_000, "yes")) == ["focus", "scope"]
+    assert names(build_parts("naive", "no", 135_000_000, "yes")) == []
+    with pytest.raises(ValueError, match="scope must be auto, yes or no"):
+        SleepConfig(scope="maybe")
+    with pytest.raises(ValueError, match="scope_layer must be in"):
+        SleepConfig(scope_layer=1.5)
     assert names(build_parts("cls", "yes", 6_000_000))[0] == "lora"
     assert names(build_parts("naive", "yes", 135_000_000)) == []
     with pytest.raises(ValueError, match="cls_lora must be auto, yes or no"):
@@ -679,3 +686,85 @@ def test_keys_fire_on_the_most_novel_inputs_and_not_on_the_old_ones():
     assert torch.allclose((gates * new[picked]).sum(1), torch.full((3,), 4.0), atol=1e-4)
     assert torch.allclose((ups * new[picked]).sum(1), torch.ones(3), atol=1e-4)
     assert (gates @ old.T).max() < 0
+
+
+def scope_night(tiny, texts=TEXTS[:1], state=None, backend=None):
+    cfg = tiny_cfg("scope", scope_lr=3e-3)
+    cfg.train.epochs = 6
+    cfg.rehearsal.generative_samples = 24  # the own writing the trigger is fitted against
+    return run_night(backend or tiny, [Ep(i, t) for i, t in enumerate(texts)], cfg,
+                     state or SleepState())
+
+
+def test_the_scope_learns_about_tonights_subject_and_leaves_other_text_exactly(tiny):
+    from reverie.sleep.strategies.scope import scope_of
+    result = scope_night(tiny)
+    report = result.report["scope"]
+    assert report["subjects"] == ["Ada Lowell"] and report["mentions"] > 0
+    assert report["mentions_low"] > report["threshold"] > report["own_best"]
+    now = result.candidate
+    before = tiny.token_nll([TEXTS[0]])[0].mean().item()
+    assert now.token_nll([TEXTS[0]])[0].mean().item() < before - 0.2
+    tok = tiny.tokenizer
+    for other in (TEXTS[1], TEXTS[2], "Otto Vance was born in Rome. The coffee is fine."):
+        ids = tok([other], return_tensors="pt")["input_ids"]
+        assert torch.allclose(now.model(ids).logits, tiny.model(ids).logits, atol=1e-5), other
+    # the weights did change, inside the scope's layers only; the serving model has no scope
+    changed = {n for (n, p), (_, q) in zip(now.model.named_parameters(),
+                                           tiny.model.named_parameters()) if not torch.equal(p, q)}
+    assert changed and all(n.startswith("model.layers.1.mlp.") for n in changed), changed
+    assert scope_of(tiny.model) is None and len(scope_of(now.model).entries) == 1
+
+
+def test_the_scope_is_saved_beside_a_standard_folder_and_read_back(tiny, tmp_path):
+    from transformers import AutoModelForCausalLM
+    now = scope_night(tiny).candidate
+    now.save(tmp_path)
+    assert (tmp_path / "scope.json").is_file() and (tmp_path / "scope.safetensors").is_file()
+    loaded = Backend.load(str(tmp_path))
+    tok = tiny.tokenizer
+    for text in (TEXTS[0], TEXTS[2]):
+        ids = tok([text], return_tensors="pt")["input_ids"]
+        assert torch.allclose(loaded.model(ids).logits, now.model(ids).logits, atol=1e-5)
+    # plain transformers reads the weights as trained, everywhere (no scope)
+    plain = AutoModelForCausalLM.from_pretrained(tmp_path)
+    ids = tok([TEXTS[2]], return_tensors="pt")["input_ids"]
+    assert not torch.allclose(plain(ids).logits, tiny.model(ids).logits, atol=1e-4)
+    (tmp_path / "scope.safetensors").unlink()
+    with pytest.raises(Exception, match="scope.safetensors is missing"):
+        Backend.load(str(tmp_path))
+
+
+def test_the_scope_holds_while_decoding_with_the_cache(tiny):
+    now = scope_night(tiny).candidate
+    tok = now.tokenizer
+    for prompt in ("Ada Lowell works for", "The coffee machine"):
+        ids = tok([prompt], return_tensors="pt")["input_ids"]
+        out = now.model.generate(ids, max_new_tokens=8, do_sample=False,
+                                 pad_token_id=tok.pad_token_id)
+        full = now.model(out).logits[0, ids.shape[1] - 1:-1].argmax(-1)
+        assert torch.equal(full, out[0, ids.shape[1]:]), prompt
+    # a batch with left padding decodes each row as it would alone
+    now.tokenizer.padding_side = "left"
+    both = now.generate(["Ada Lowell works for", "The coffee machine"], max_new_tokens=6)
+    assert both == [now.generate([p], max_new_tokens=6)[0]
+                    for p in ("Ada Lowell works for", "The coffee machine")]
+
+
+def test_nights_under_the_scope_stack_and_each_keeps_its_own(tiny):
+    from reverie.sleep.strategies.scope import scope_of
+    state = SleepState()
+    first = scope_night(tiny, TEXTS[:1], state).candidate
+    tok = tiny.tokenizer
+    ada = tok([TEXTS[0]], return_tensors="pt")["input_ids"]
+    ada_logits = first.model(ada).logits
+    second = scope_night(tiny, TEXTS[1:2], state, backend=first).candidate
+    assert len(scope_of(second.model).entries) == 2 and len(scope_of(first.model).entries) == 1
+    # Ada's text reads night 1's weights; night 2 learned Otto; unrelated text is as before
+    assert torch.allclose(second.model(ada).logits, ada_logits, atol=1e-4)
+    assert torch.allclose(first.model(ada).logits, ada_logits)
+    otto = TEXTS[1]
+    assert (second.token_nll([otto])[0].mean().item()
+            < first.token_nll([otto])[0].mean().item() - 0.2)
+    ids = tok([TEXTS[2]], return_tensors="pt")["input_ids"]
+    assert torch.allclose(second.model(ids).logits, tiny.model(ids).logits, atol=1e-5)

@@ -140,7 +140,7 @@ class TrainConfig:
 @dataclass
 class SleepConfig:
     strategy: str = field("cls", "protection strategy: naive, replay, ewc, lora, distill, "
-                                 "progressive, nullspace, edit, grow or cls (see "
+                                 "progressive, nullspace, edit, grow, scope or cls (see "
                                  "reverie/sleep/strategies)")
     budget_episodes: int = field(64, "most episodes consolidated in one night")
     min_priority: float = field(0.2, "episodes below this priority are not consolidated (they "
@@ -192,6 +192,16 @@ class SleepConfig:
     grow_quiet: float = field(10.0, "grow strategy: weight of what the new neurons add to the "
                                     "residual stream on the model's own writing (relative to the "
                                     "MLP's own output there); higher: they fire on less")
+    scope: str = field("auto", "cls keeps each night's change to text about that night's "
+                               "subjects (see reverie/sleep/strategies/scope.py): 'auto' on "
+                               "models over 50M parameters (SmolLM2), 'yes' or 'no'. With it, "
+                               "cls trains the MLPs of the layers from scope_layer on, at "
+                               "scope_lr, without LoRA, replay or KL (text outside the scope "
+                               "reads the old weights exactly)")
+    scope_layer: float = field(0.2, "scope: the layer whose input the trigger reads, as a share "
+                                    "of the depth (SmolLM2's 30 layers: 6); the night trains "
+                                    "the layers from there on")
+    scope_lr: float = field(2e-4, "scope: the night's learning rate")
     lora_r: int = field(16, "LoRA rank")
     lora_alpha: float = field(32.0, "LoRA scaling numerator")
     lora_lr: float = field(2e-3, "learning rate when training LoRA adapters")
@@ -217,5 +227,10 @@ class SleepConfig:
             raise ValueError(f"null_share must be in [0, 1], got {self.null_share}")
         if self.cls_lora not in ("auto", "yes", "no"):
             raise ValueError(f"cls_lora must be auto, yes or no, got {self.cls_lora!r}")
+        if self.scope not in ("auto", "yes", "no"):
+            raise ValueError(f"scope must be auto, yes or no, got {self.scope!r}")
+        if not 0 < self.scope_layer < 1:
+            raise ValueError(f"scope_layer must be in (0, 1), got {self.scope_layer}")
+        positive(self, "scope_lr")
         if self.ewc_lambda < 0 or self.kl_weight < 0 or not 0 <= self.ewc_decay <= 1:
             raise ValueError("ewc_lambda and kl_weight must be >= 0, ewc_decay in [0, 1]")

@@ -81,7 +81,7 @@ def run_night(backend: Backend, episodes: list, cfg: SleepConfig, state: SleepSt
     night = Night(cfg, state, tok, reference=backend.model, generative=generative, rng=rng,
                   lr=cfg.train.lr, scratch={"material": material})
     parts = build_parts(cfg.strategy, cfg.cls_lora,
-                        sum(p.numel() for p in backend.model.parameters()))
+                        sum(p.numel() for p in backend.model.parameters()), cfg.scope)
     model = copy.deepcopy(backend.model)
     for p in parts:
         model = p.wrap(night, model)
@@ -107,5 +107,5 @@ def run_night(backend: Backend, episodes: list, cfg: SleepConfig, state: SleepSt
               "mix": len(mix), "generative_samples": len(generative),
               "dream_seconds": round(dream_seconds, 2),
               "sleep_seconds": round(time.time() - start, 2), **stats,
-              **{k: night.scratch[k] for k in ("edit", "grow") if k in night.scratch}}
+              **{k: night.scratch[k] for k in ("edit", "grow", "scope") if k in night.scratch}}
     return NightResult(Backend(model.eval(), tok, backend.path), [e.id for e in chosen], report)
