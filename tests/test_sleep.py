@@ -688,9 +688,9 @@ def test_keys_fire_on_the_most_novel_inputs_and_not_on_the_old_ones():
     assert (gates @ old.T).max() < 0
 
 
-def scope_night(tiny, texts=TEXTS[:1], state=None, backend=None):
-    cfg = tiny_cfg("scope", scope_lr=3e-3)
-    cfg.train.epochs = 6
+def scope_night(tiny, texts=TEXTS[:1], state=None, backend=None, epochs=6, lr=3e-3):
+    cfg = tiny_cfg("scope", scope_lr=lr)
+    cfg.train.epochs = epochs
     cfg.rehearsal.generative_samples = 24  # the own writing the trigger is fitted against
     return run_night(backend or tiny, [Ep(i, t) for i, t in enumerate(texts)], cfg,
                      state or SleepState())
@@ -736,7 +736,7 @@ def test_the_scope_is_saved_beside_a_standard_folder_and_read_back(tiny, tmp_pat
 
 
 def test_the_scope_holds_while_decoding_with_the_cache(tiny):
-    now = scope_night(tiny).candidate
+    now = scope_night(tiny, epochs=12, lr=1e-2).candidate
     tok = now.tokenizer
     for prompt in ("Ada Lowell works for", "The coffee machine"):
         ids = tok([prompt], return_tensors="pt")["input_ids"]
@@ -746,9 +746,20 @@ def test_the_scope_holds_while_decoding_with_the_cache(tiny):
         assert torch.equal(full, out[0, ids.shape[1]:]), prompt
     # a batch with left padding decodes each row as it would alone
     now.tokenizer.padding_side = "left"
-    both = now.generate(["Ada Lowell works for", "The coffee machine"], max_new_tokens=6)
-    assert both == [now.generate([p], max_new_tokens=6)[0]
-                    for p in ("Ada Lowell works for", "The coffee machine")]
+    prompts = ["Ada Lowell works for", "The coffee machine", "Who is Ada Lowell? She"]
+    both = now.generate(prompts, max_new_tokens=6)
+    assert both == [now.generate([p], max_new_tokens=6)[0] for p in prompts]
+    # and the service's own decoder (left-padded batch, its cache) writes the same
+    from reverie.serve.engine import Sequence, decode
+    from reverie.serve.tenants import Serving
+    serving = Serving.of(now, None)
+    seqs = [Sequence(prompt_ids=serving.encoder(p)["input_ids"], max_tokens=6, index=i,
+                     sink=lambda *e: None) for i, p in enumerate(prompts)]
+    decode(serving, seqs)
+    assert [s.sent for s in seqs] == both
+    # what it writes after Ada's name is tonight's; after the coffee machine, as before
+    before = tiny.generate(prompts, max_new_tokens=6)
+    assert both[0] != before[0] and both[2] != before[2] and both[1] == before[1]
 
 
 def test_nights_under_the_scope_stack_and_each_keeps_its_own(tiny):

@@ -295,7 +295,7 @@ class Setup:
 
 
 COST = {"cls": 9.3, "replay": 8.0, "distill": 5.4, "lora": 4.5, "ewc": 4.0, "progressive": 3.9,
-        "naive": 2.7, "grow": 3.0, "rag": 0.2, "frozen": 0.1}  # relative night cost, for scheduling only
+        "naive": 2.7, "grow": 3.0, "scope": 2.7, "rag": 0.2, "frozen": 0.1}  # relative night cost, for scheduling only
 
 
 def _worker(args) -> tuple:

@@ -13,7 +13,7 @@ def register(sub):
     p.add_argument("--preset", default=None, help="sleep config preset or YAML path")
     p.add_argument("--strategy", default=None, help="override the strategy (naive, replay, ewc, "
                                                     "lora, distill, progressive, nullspace, "
-                                                    "edit, grow, cls)")
+                                                    "edit, grow, scope, cls)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a sleep config value, e.g. --set train.lr=1e-4 (repeatable)")
     p.set_defaults(func=_sleep)
