@@ -10,6 +10,8 @@ it, outside the night's loop so several epochs can be probed in one run. One cor
 
   python scripts/night-trials.py --null 1 --null-dims 1000 --lr 1e-2 --epochs 6 \
       --cache runs/day0.pkl --json t.json      (the nullspace strategy's training, stop 13)
+  python scripts/night-trials.py --scope 0.2 --lr 6e-4 --epochs 8 --every 4 \
+      --cache runs/day0.pkl --json t.json      (the scope strategy's training, stop 15)
 
 The README's "One night, measured" SmolLM2 trials ran this way (seed 0). --cache keeps the
 dream material between runs (stop 13's rows all read one made before the answer hints).
@@ -59,6 +61,11 @@ def main():
                         "weights); 0: off")
     p.add_argument("--grow-layers", default="all", help="with --grow: 'all' or 'first-last'")
     p.add_argument("--quiet", type=float, default=10.0, help="with --grow: sleep.grow_quiet")
+    p.add_argument("--scope", type=float, default=0.0,
+                   help="the scope strategy's night: the MLPs of the layers from this share of "
+                        "the depth on (sleep.scope_layer; 0.2 on SmolLM2: layer 6), their change "
+                        "applied only from a mention of tonight's subjects; with --mode "
+                        "full-mlp. 0: off")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", required=True)
     a = p.parse_args()
@@ -134,6 +141,14 @@ def main():
         grown = night.scratch["grown"]
         print(f"grown: {grown[0].gate.shape[0]} neurons per layer, "
               f"{len(night.scratch['grow_renamed'])} renamed examples", flush=True)
+    if a.scope:  # the scope strategy's own part: its trigger, its frozen layers, its deltas
+        from reverie.sleep.strategies.base import Night, SleepState
+        from reverie.sleep.strategies.scope import Scope
+        ncfg = dataclasses.replace(cfg, scope_layer=a.scope)
+        night = Night(ncfg, SleepState(), tok, pre.model, gen, random.Random(a.seed), a.lr,
+                      scratch={"material": material})
+        model = Scope().wrap(night, model)
+        print(f"scope: {night.scratch['scope']}", flush=True)
     params = [q for q in model.parameters() if q.requires_grad]
     enc = [encode(tok, e, cfg.train.max_len) for e in material]
     kl_rows = [(encode(tok, e, cfg.train.max_len)[0],) * 2 for e in gen]

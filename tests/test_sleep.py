@@ -779,3 +779,14 @@ def test_nights_under_the_scope_stack_and_each_keeps_its_own(tiny):
             < first.token_nll([otto])[0].mean().item() - 0.2)
     ids = tok([TEXTS[2]], return_tensors="pt")["input_ids"]
     assert torch.allclose(second.model(ids).logits, tiny.model(ids).logits, atol=1e-5)
+
+
+def test_scope_epochs_set_the_passes_of_a_night_under_a_scope(tiny):
+    cfg = tiny_cfg("scope", scope_lr=3e-3)
+    cfg.train.epochs = 2
+    two = run_night(tiny, [Ep(0, TEXTS[0])], cfg, SleepState()).report["steps"]
+    cfg.scope_epochs = 6
+    six = run_night(tiny, [Ep(0, TEXTS[0])], cfg, SleepState()).report["steps"]
+    assert six == 3 * two and two > 0
+    with pytest.raises(ValueError, match="scope_epochs must be >= 0"):
+        SleepConfig(scope_epochs=-1)

@@ -203,6 +203,9 @@ class SleepConfig:
                                     "the layers from there on")
     # why 6e-4: SmolLM2, real preset day 0, MLPs of layers 6-29, 8 epochs: 2e-4 learned 0.31,
     # 6e-4 learned 0.54 (HELD-OUT, locality 1.00 both; runs/s15 trials)
+    scope_epochs: float = field(0.0, "scope: passes over the night's material (0: "
+                                     "train.epochs); a night under a scope has no replay or KL "
+                                     "to pay for, so it can make more")
     scope_lr: float = field(6e-4, "scope: the night's learning rate (outside the scope nothing "
                                   "moves, so it can be higher than a night without one)")
     lora_r: int = field(16, "LoRA rank")
@@ -235,5 +238,8 @@ class SleepConfig:
         if not 0 < self.scope_layer < 1:
             raise ValueError(f"scope_layer must be in (0, 1), got {self.scope_layer}")
         positive(self, "scope_lr")
+        if self.scope_epochs < 0:
+            raise ValueError(f"scope_epochs must be >= 0 (0: train.epochs), got "
+                             f"{self.scope_epochs}")
         if self.ewc_lambda < 0 or self.kl_weight < 0 or not 0 <= self.ewc_decay <= 1:
             raise ValueError("ewc_lambda and kl_weight must be >= 0, ewc_decay in [0, 1]")

@@ -47,9 +47,10 @@ def train(model, material: list, parts: list, night, progress=None) -> dict:
     encoded = [encode(tok, e, cfg.max_len) for e in material]
     rng = random.Random(night.cfg.seed + night.state.nights)
     lengths = [len(ids) for ids, _ in encoded]
-    rounds = math.ceil(cfg.epochs)
+    epochs = night.epochs or cfg.epochs
+    rounds = math.ceil(epochs)
     plan = [b for _ in range(rounds) for b in batches(lengths, cfg.batch_tokens, rng)]
-    plan = plan[:max(1, int(len(plan) / rounds * cfg.epochs))]
+    plan = plan[:max(1, int(len(plan) / rounds * epochs))]
     params, frozen = trainable_parameters(model, cfg.trainable)
     opt = torch.optim.AdamW(params, lr=night.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     device = next(model.parameters()).device

@@ -34,6 +34,7 @@ class Night:
     generative: list             # Examples the pre-sleep model wrote (generative replay)
     rng: random.Random
     lr: float = 0.0              # the peak rate this night trains at (LoRA raises it)
+    epochs: float = 0.0          # passes over the material (a part may set them); 0: train.epochs
     scratch: dict = field(default_factory=dict)
 
 

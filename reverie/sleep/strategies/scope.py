@@ -218,7 +218,7 @@ class Scope(Part):
         night.scratch["scope"] = report
         if trigger is None:  # nothing to key on: the night's change applies everywhere
             return model
-        night.lr = cfg.scope_lr
+        night.lr, night.epochs = cfg.scope_lr, cfg.scope_epochs
         inside = {id(m) for i in range(layer, len(layers)) for m in layers[i].modules()}
         bases, frozen = {}, []
         for name, module in model.named_modules():
