@@ -178,7 +178,7 @@ def test_merged_lora_gives_the_unmerged_logits(tiny):
 
 @pytest.mark.parametrize("strategy", sorted(set(STRATEGIES) - {"edit", "nullspace", "grow"}))  # below
 def test_every_strategy_runs_a_night_and_lowers_the_loss_on_its_episodes(tiny, strategy):
-    cfg = tiny_cfg(strategy, budget_episodes=2, scope_lr=3e-3)
+    cfg = tiny_cfg(strategy, budget_episodes=2, scope_lr=3e-3, scope_epochs=6)
     cfg.train.epochs = 6
     cfg.train.lr = 3e-3
     cfg.lora_lr = 1e-2
@@ -689,8 +689,7 @@ def test_keys_fire_on_the_most_novel_inputs_and_not_on_the_old_ones():
 
 
 def scope_night(tiny, texts=TEXTS[:1], state=None, backend=None, epochs=6, lr=3e-3):
-    cfg = tiny_cfg("scope", scope_lr=lr)
-    cfg.train.epochs = epochs
+    cfg = tiny_cfg("scope", scope_lr=lr, scope_epochs=epochs)
     cfg.rehearsal.generative_samples = 24  # the own writing the trigger is fitted against
     return run_night(backend or tiny, [Ep(i, t) for i, t in enumerate(texts)], cfg,
                      state or SleepState())
@@ -782,7 +781,7 @@ def test_nights_under_the_scope_stack_and_each_keeps_its_own(tiny):
 
 
 def test_scope_epochs_set_the_passes_of_a_night_under_a_scope(tiny):
-    cfg = tiny_cfg("scope", scope_lr=3e-3)
+    cfg = tiny_cfg("scope", scope_lr=3e-3, scope_epochs=0)  # 0: train.epochs
     cfg.train.epochs = 2
     two = run_night(tiny, [Ep(0, TEXTS[0])], cfg, SleepState()).report["steps"]
     cfg.scope_epochs = 6
