@@ -701,6 +701,7 @@ def test_the_scope_learns_about_tonights_subject_and_leaves_other_text_exactly(t
     report = result.report["scope"]
     assert report["subjects"] == ["Ada Lowell"] and report["mentions"] > 0
     assert report["mentions_low"] > report["threshold"] > report["own_best"]
+    assert report["separable"] is True
     now = result.candidate
     before = tiny.token_nll([TEXTS[0]])[0].mean().item()
     assert now.token_nll([TEXTS[0]])[0].mean().item() < before - 0.2

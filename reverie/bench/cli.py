@@ -36,8 +36,10 @@ def register(sub):
     p.add_argument("--json", required=True, help="where to write the figures")
     p.add_argument("--seed", type=int, default=0, help="stream and night seed (default 0)")
     p.add_argument("--model", default=None, help="override the preset's model")
-    p.add_argument("--workers", type=int, default=1,
-                   help="strategies run side by side in this many processes, one thread each")
+    p.add_argument("--workers", type=int, default=0,
+                   help="strategies run side by side in this many processes, one thread each "
+                        "(default: one per core this process may use, at most one per "
+                        "strategy; the figures are the same, only the wall time differs)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a sleep setting for every strategy, e.g. --set train.lr=3e-4 "
                         "(repeatable; keys as in `reverie sleep --set`)")
@@ -64,8 +66,16 @@ def _lifelong(args):
             if not eq or not key.strip():
                 raise ReverieError(f"--set {item!r} is not KEY=VALUE; e.g. --set train.lr=3e-4")
             sleep[key.strip()] = value.strip()
+        workers = args.workers
+        if workers == 0:
+            import os
+            from reverie.bench.lifelong import PRESETS
+            count = len(strategies or getattr(PRESETS.get(args.preset), "strategies", ()))
+            cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                     else os.cpu_count() or 1)
+            workers = max(1, min(cores, count))
         figures = run_lifelong(args.preset, strategies, seed=args.seed, model=args.model,
-                               progress=bar, workers=args.workers, sleep=sleep)
+                               progress=bar, workers=workers, sleep=sleep)
     finally:
         bar.close()
     out.write_text(json.dumps(figures, indent=2))

@@ -192,12 +192,18 @@ def fit_trigger(model, tok, own: list[str], material: list[str], subjects: list[
     among.fill_diagonal_(-1.0)
     mentions_low = float(torch.quantile(among.max(-1).values, 0.05)) if len(keys) > 1 else 1.0
     # two thirds of the way up from the model's own writing: a mention asked again scores about
-    # 0.99, and what the own writing did not show (other names, other texts) stays below
+    # 0.99, and what the own writing did not show (other names, other texts) stays below.
+    # Not separable (the world model's own writing names its people, who share the subjects'
+    # surnames: at its layer 1 the own writing reached 0.94-0.98, the mentions 0.77-0.79): the
+    # threshold stays above all of the own writing and the change reads on few mentions; the
+    # report says so ("separable": false); scope=auto, which goes by size, runs the world
+    # model's cls without a scope
     trigger.threshold = (own_best + SPAN * (mentions_low - own_best)
                          if mentions_low > own_best else own_best)
     return trigger, {"layer": layer, "threshold": round(trigger.threshold, 3),
                      "own_best": round(own_best, 3), "mentions_low": round(mentions_low, 3),
-                     "mentions": len(keys), "subjects": subjects}
+                     "separable": mentions_low > own_best, "mentions": len(keys),
+                     "subjects": subjects}
 
 
 class Scope(Part):
