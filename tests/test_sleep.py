@@ -790,3 +790,17 @@ def test_scope_epochs_set_the_passes_of_a_night_under_a_scope(tiny):
     assert six == 3 * two and two > 0
     with pytest.raises(ValueError, match="scope_epochs must be >= 0"):
         SleepConfig(scope_epochs=-1)
+
+
+def test_a_scoped_night_commits_as_a_snapshot_and_serves_back_with_its_scope(tiny, tmp_path):
+    from reverie import snapshots
+    from reverie.sleep.strategies.scope import scope_of
+    now = scope_night(tiny).candidate
+    sid = snapshots.commit(tmp_path, now, {"parent": None})
+    assert (snapshots.root(tmp_path) / sid / "scope.safetensors").is_file()
+    back = snapshots.load(tmp_path, sid)
+    assert len(scope_of(back.model).entries) == 1
+    tok = tiny.tokenizer
+    for text in (TEXTS[0], TEXTS[2]):
+        ids = tok([text], return_tensors="pt")["input_ids"]
+        assert torch.allclose(back.model(ids).logits, now.model(ids).logits, atol=1e-5)
