@@ -298,11 +298,18 @@ COST = {"cls": 9.3, "replay": 8.0, "distill": 5.4, "lora": 4.5, "ewc": 4.0, "pro
         "naive": 2.7, "grow": 3.0, "scope": 2.7, "rag": 0.2, "frozen": 0.1}  # relative night cost, for scheduling only
 
 
+_SETUPS: dict = {}  # per worker process: the Setup its earlier jobs built (runs never change it)
+
+
 def _worker(args) -> tuple:
     """One strategy in its own process, on one thread (see run_lifelong's `workers`)."""
     preset_name, strategy, seed, model, sleep = args
     torch.set_num_threads(1)
-    setup = Setup(preset_name, seed, model, sleep=sleep)
+    key = (preset_name, seed, model, tuple(sorted((sleep or {}).items())))
+    if key not in _SETUPS:
+        _SETUPS.clear()
+        _SETUPS[key] = Setup(preset_name, seed, model, sleep=sleep)
+    setup = _SETUPS[key]
     from reverie.memory.embedder import shared
     return strategy, setup.run(strategy, seed, embedder=shared())
 
