@@ -201,13 +201,13 @@ class SleepConfig:
     scope_layer: float = field(0.2, "scope: the layer whose input the trigger reads, as a share "
                                     "of the depth (SmolLM2's 30 layers: 6); the night trains "
                                     "the layers from there on")
-    # why 6e-4: SmolLM2, real preset day 0, MLPs of layers 6-29, 8 epochs: 2e-4 learned 0.31,
-    # 6e-4 learned 0.54 (HELD-OUT, locality 1.00 both; runs/s15 trials)
     # why 12: SmolLM2, real preset (8 people, lr 6e-4, seed 0): 8 passes learned 0.479 in a
     # 775 s night, 12 learned 0.667 in 1,050 s (HELD-OUT, locality 1.000 both)
     scope_epochs: float = field(12.0, "scope: passes over the night's material (0: "
                                       "train.epochs); a night under a scope has no replay or KL "
                                       "to pay for, so it can make more")
+    # why 6e-4: SmolLM2, real preset day 0, MLPs of layers 6-29, 8 epochs: 2e-4 learned 0.31,
+    # 6e-4 learned 0.54 (HELD-OUT, locality 1.00 both; runs/s15 trials)
     scope_lr: float = field(6e-4, "scope: the night's learning rate (outside the scope nothing "
                                   "moves, so it can be higher than a night without one)")
     lora_r: int = field(16, "LoRA rank")
