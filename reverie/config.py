@@ -64,7 +64,7 @@ def from_dict(cls, data: dict, where: str = ""):
         elif hint in (int, float):
             value = _number(value, hint)
         elif hint is str and isinstance(value, bool):
-            # why: YAML 1.1 reads a bare yes/no as a bool; "cls_lora=no" means the word
+            # why: YAML 1.1 reads a bare yes/no as a bool; a text setting given "no" means the word
             value = "yes" if value else "no"
         if hint in (int, float, str, bool) and not isinstance(value, hint):
             raise ReverieError(f"config key {where + key!r} must be {hint.__name__}, got "

@@ -35,6 +35,7 @@ from reverie.memory.salience import surprise_scorer
 from reverie.models.backend import Backend, resolve
 from reverie.sleep.config import SleepConfig
 from reverie.sleep.night import run_night, select
+from reverie.sleep.strategies import conservative, resolve
 
 class Reverie:
     def __init__(self, data_dir, model: "str | Backend" = "world", sleep: SleepConfig | None = None,
@@ -101,7 +102,7 @@ class Reverie:
         result = run_night(self.backend, chosen, cfg, state, progress)
         verdict = self._judge(suite, result.candidate)
         if verdict["decision"] == "reject" and self.gate.cfg.retry:
-            cfg = _conservative(cfg, self.gate.cfg)
+            cfg = _conservative(cfg, self.gate.cfg, self.backend.n_params)
             state = copy.deepcopy(self.state)
             result = run_night(self.backend, chosen, cfg, state, progress)
             verdict = dict(self._judge(suite, result.candidate), retried=True)
@@ -115,7 +116,8 @@ class Reverie:
                      "sleep": dataclasses.asdict(cfg), "seed": cfg.seed,
                      "state_nights": self.state.nights}
             sid = snapshots.commit(self.data_dir, result.candidate, {
-                "parent": self.active, "strategy": cfg.strategy, "namespace": self.namespace,
+                "parent": self.active, "strategy": result.report["strategy"],
+                "namespace": self.namespace,
                 "base": self.base, "episodes": result.episodes, "night": night,
                 "gate": report["gate"], "metrics": _numbers(result.report)}, state=state)
             self._swap(sid, result.candidate, state)
@@ -211,12 +213,9 @@ class Reverie:
         self.memory.close()
 
 
-def _conservative(cfg: SleepConfig, gate: GateConfig) -> SleepConfig:
-    cfg = copy.deepcopy(cfg)
-    cfg.train.lr *= gate.retry_lr_factor
-    cfg.lora_lr *= gate.retry_lr_factor
-    cfg.rehearsal.replay_ratio = max(cfg.rehearsal.replay_ratio, gate.retry_replay_ratio)
-    return cfg
+def _conservative(cfg: SleepConfig, gate: GateConfig, n_params: int) -> SleepConfig:
+    parts = resolve(cfg, n_params).parts
+    return conservative(cfg, parts, gate.retry_lr_factor, gate.retry_replay_ratio)
 
 
 def _numbers(report: dict) -> dict:

@@ -23,3 +23,10 @@ def world():
 
 def pytest_report_header(config):
     return f"world model: {WORLD_MODEL_DIR}"
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A 2-layer Llama with a 300-token tokenizer (tests/tiny.py), built fresh per module."""
+    from tiny import make_tiny
+    return make_tiny()

@@ -36,6 +36,6 @@ def test_unknown_preset_names_the_known_ones():
 
 def test_a_bare_yes_or_no_is_a_word_where_the_setting_is_one():
     from reverie.sleep.config import SleepConfig
-    assert config.load(SleepConfig, None, ["cls_lora=no"]).cls_lora == "no"
-    assert config.load(SleepConfig, None, ["cls_lora=yes"]).cls_lora == "yes"
+    assert config.load(SleepConfig, None, ["dream.writer=no"]).dream.writer == "no"
+    assert config.load(SleepConfig, None, ["dream.writer=yes"]).dream.writer == "yes"
     assert config.load(SleepConfig, None, ["dream.writer_answers=true"]).dream.writer_answers is True

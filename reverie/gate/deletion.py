@@ -28,7 +28,7 @@ from reverie import snapshots
 from reverie.errors import ReverieError
 from reverie.gate import probes as P
 from reverie.models.prompts import ABSTAIN, is_abstention
-from reverie.sleep.config import SleepConfig
+from reverie.sleep.config import SleepConfig, upgrade
 from reverie.sleep.night import run_night
 
 JOURNAL = "forget.pending.json"
@@ -117,13 +117,14 @@ def _rebuild(r, nights: list[dict], forgotten: set) -> int:
         if not kept:                       # the night held nothing else: it vanishes
             renamed[m["id"]] = parent
             continue
-        cfg = config.from_dict(SleepConfig, night["sleep"])
+        cfg = config.from_dict(SleepConfig, upgrade(night["sleep"]))
         episodes = [SimpleNamespace(id=e["id"], text=e["text"], priority=e["priority"],
                                     private=False) for e in kept]
         before = state.nights
         result = run_night(backend, episodes, cfg, state)
         parent = snapshots.commit(r.data_dir, result.candidate, {
-            "parent": parent, "strategy": cfg.strategy, "namespace": m.get("namespace"),
+            "parent": parent, "strategy": result.report["strategy"],
+            "namespace": m.get("namespace"),
             "base": m.get("base", r.base), "episodes": result.episodes,
             "night": dict(night, episodes=kept, state_nights=before),
             "gate": {"decision": "replayed", "reasons": [f"rebuilt from {m['id']} without "
@@ -189,7 +190,8 @@ def _unlearn(r, questions: list[str], ids: list[int]) -> None:
     model = copy.deepcopy(r.backend.model)
     state = copy.deepcopy(r.state)
     night = Night(cfg, state, r.backend.tokenizer, reference=r.backend.model,
-                  generative=generative, rng=random.Random(cfg.seed), lr=cfg.train.lr)
+                  generative=generative, rng=random.Random(cfg.seed), lr=cfg.train.lr,
+                  epochs=cfg.train.epochs)
     # why Focus: like a night, the lesson changes the MLP blocks only, so the people it keeps
     # lose less (12-epoch deletion bench, all weights: kept people 0.65 -> 0.54)
     parts = [Focus(), Distill()]

@@ -11,9 +11,10 @@ def register(sub):
     p.add_argument("--model", default="world",
                    help="model to start from when the data directory has no snapshot yet")
     p.add_argument("--preset", default=None, help="sleep config preset or YAML path")
-    p.add_argument("--strategy", default=None, help="override the strategy (naive, replay, ewc, "
-                                                    "lora, distill, progressive, nullspace, "
-                                                    "edit, grow, scope, cls)")
+    p.add_argument("--strategy", default=None,
+                   help="override the strategy: auto (the default: cls-scope on models over 50M "
+                        "parameters, else cls), cls, cls-scope, cls-lora, naive, replay, ewc, "
+                        "lora, distill, progressive")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a sleep config value, e.g. --set train.lr=1e-4 (repeatable)")
     p.set_defaults(func=_sleep)
@@ -33,6 +34,6 @@ def _sleep(args):
     finally:
         bar.close()
         r.close()
-    keys = ("snapshot", "strategy", "episodes", "material", "steps", "train_tokens",
+    keys = ("snapshot", "strategy", "strategy_why", "parts", "lr", "epochs", "episodes", "material", "steps", "train_tokens",
             "tokens_per_s", "final_loss", "sleep_seconds", "skipped")
     print(json.dumps({k: report[k] for k in keys if k in report}, indent=2))

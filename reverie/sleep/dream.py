@@ -16,13 +16,18 @@ them answerable closed-book is training on questions about them in many phrasing
                    more about someone does not turn "I can't share that." into an answer
 """
 
+from __future__ import annotations
+
 import math
 import random
 import re
+from typing import TYPE_CHECKING
 
 from reverie.models.batching import Example
 from reverie.models.prompts import grounded, is_abstention, is_refusal, parse_questions, says
-from reverie.sleep.config import DreamConfig
+
+if TYPE_CHECKING:  # why: the sleep config imports the parts, which import this module
+    from reverie.sleep.config import DreamConfig
 
 # A full name: two or three capitalised words, e.g. "Ada Lowell" (not a sentence-initial "The").
 NAME = re.compile(r"\b([A-Z][a-z]+(?: [A-Z][a-z]+){1,2})\b")
@@ -105,37 +110,27 @@ def up_to(answer: str, value: str) -> str:
     return answer
 
 
-def in_own_words(backend, flat: list, texts: list[str], taught: list[str], samples: int,
-                 seed: int) -> list[str]:
+def in_own_words(backend, flat: list, texts: list[str], taught: list[str]) -> list[str]:
     """For each (text index, question) in `flat`, the night's model's own open-book answer where
     it says the taught answer and is grounded in the text, cut after the sentence that says it;
-    else the taught answer. Where the greedy answer misses, the taught answer is added to the
-    context as a hint and the model answers again, greedily, then `samples` times sampled (the
-    first answer that says it is kept).
+    else the taught answer. Where the model's first answer misses, the taught answer is added
+    to the context as a hint and the model answers again (it says it in its own sentence).
     why: SmolLM2 answers in sentences; learning the writer's bare "Oslo" after a question moved
     its replies to everything else (locality), and its greedy answer said the taught one for only
     about half of the questions."""
     questions, contexts = [q for _, q in flat], [texts[i] for i, _ in flat]
     fits = lambda o, a, i, q: says(o, a) and grounded(o, texts[i], q)  # noqa: E731
-    hinted = [f"{c}\n\nThe answer: {a}" for c, a in zip(contexts, taught)]
-    chosen = [None] * len(flat)
-    tries = [backend.answer(questions, contexts)]
-    for k in range(samples + 1):
-        miss = [j for j in range(len(flat)) if not any(fits(t[j], taught[j], *flat[j])
-                                                       for t in tries if t[j] is not None)]
-        if not miss:
-            break
-        # first greedy, the taught answer told as a hint (the model says it in its own
-        # sentence); then sampled, with the hint
-        how = dict(sample=True, temperature=0.7, seed=seed + 17 * k) if k else {}
-        out = backend.answer([questions[j] for j in miss], [hinted[j] for j in miss], **how)
-        row = [None] * len(flat)
-        for j, o in zip(miss, out):
-            row[j] = o
-        tries.append(row)
+    first = backend.answer(questions, contexts)
+    miss = [j for j in range(len(flat)) if not fits(first[j], taught[j], *flat[j])]
+    hinted = backend.answer([questions[j] for j in miss],
+                            [f"{contexts[j]}\n\nThe answer: {taught[j]}" for j in miss]) \
+        if miss else []
+    second = dict(zip(miss, hinted))
+    chosen = []
     for j, (i, q) in enumerate(flat):
-        own = next((t[j] for t in tries if t[j] is not None and fits(t[j], taught[j], i, q)), None)
-        chosen[j] = up_to(own, taught[j]) if own else taught[j]
+        own = next((o for o in (first[j], second.get(j)) if o is not None
+                    and fits(o, taught[j], i, q)), None)
+        chosen.append(up_to(own, taught[j]) if own else taught[j])
     return chosen
 
 
@@ -150,7 +145,7 @@ def self_questions(backend, texts: list[str], cfg: DreamConfig, seed: int) -> li
     reader = writer_of(backend, cfg) if cfg.writer_answers else backend
     answers = reader.answer([q for _, q in flat], [texts[i] for i, _ in flat])
     if reader is not backend and cfg.learner_voice and flat:
-        answers = in_own_words(backend, flat, texts, answers, cfg.voice_samples, seed)
+        answers = in_own_words(backend, flat, texts, answers)
     pairs = [[] for _ in texts]
     for (i, q), a in zip(flat, answers):
         if is_abstention(a) or (cfg.grounded_only and not grounded(a, texts[i], q)):
@@ -204,65 +199,6 @@ def strangers(backend, texts: list[str], pairs: list[list[tuple]], ratio: float,
             if is_abstention(a)]
 
 
-def retold(backend, texts: list[str], subjects: list[str], names: list[str],
-           seed: int) -> list[str]:
-    """Each text retold about another person, in the model's own words: every sentence, with the
-    name swapped, is cut after its first half ("Lena Ortiz works ...", "Her birthday falls on
-    ...") and the model finishes it. Same shape as the episode, the model's own facts."""
-    cuts, owner = [], []
-    for i, (text, subject, name) in enumerate(zip(texts, subjects, names)):
-        for sentence in SENTENCE.split(text.strip()):
-            words = sentence.replace(subject, name).split()
-            if len(words) >= 3:
-                cuts.append(" ".join(words[:math.ceil(len(words) / 2)]))
-                owner.append(i)
-    ends = backend.generate(cuts, max_new_tokens=20, sample=True, temperature=0.8, seed=seed)
-    told = [[] for _ in texts]
-    for i, cut, end in zip(owner, cuts, ends):
-        end = SENTENCE.split(end.strip())[0].strip()
-        told[i].append(f"{cut} {end}".strip() + ("" if end[-1:] in ".!?" else "."))
-    return [" ".join(t) for t in told]
-
-
-def counterparts(backend, texts: list[str], pairs: list[list[tuple]], per_text: int,
-                 rng: random.Random, others: list[str] = (), seed: int = 0) -> list[Example]:
-    """Tonight's self-questions re-asked about people nobody has met, with whatever the pre-sleep
-    model answers: closed-book, and open-book about the episode retold about them in its own words (`retold`: its
-    facts differ from tonight's). Kept by the
-    KL and replay, never filtered: what a night must not move is what the model says, right or
-    wrong, about anyone but tonight's subjects.
-    why: a model that abstains (the world model) keeps its abstentions through `strangers`; one
-    that never does (SmolLM2) had nothing to hold, and a night of 8 people taught it their values
-    as the answer to anyone's question ("Viola Carver's office city is Tokyo" with "Oslo" in the
-    text before it)."""
-    known = {m.group(1) for t in list(texts) + list(others) for m in NAME.finditer(t)}
-    # names made of tonight's subjects' own first and last names (the model's free writing
-    # also names firms and places: "Meridian Analytics" is nobody's name)
-    subjects = sorted({s for s in map(subject_of, texts) if s})
-    firsts = sorted({n.split()[0] for n in subjects})
-    lasts = sorted({n.split()[-1] for n in subjects})
-    chosen, asked = [], []
-    for text, qa in zip(texts, pairs):
-        subject = subject_of(text)
-        mine = [q for q, _ in qa if subject and subject in q]
-        if not mine:
-            continue
-        name = stranger_name(subject, firsts, lasts, known, rng)
-        known.add(name)
-        chosen.append((text, subject, name))
-        asked.append([q.replace(subject, name) for q in rng.sample(mine, min(per_text, len(mine)))])
-    if not asked:
-        return []
-    documents = retold(backend, *map(list, zip(*chosen)), seed=seed)
-    flat = [(d, q) for d, qs in zip(documents, asked) for q in qs]
-    closed = backend.answer([q for _, q in flat])
-    read = backend.answer([q for _, q in flat], [d for d, _ in flat])
-    out = [Example("counterpart", question=q, answer=a) for (_, q), a in zip(flat, closed)
-           if a.strip()]
-    return out + [Example("counterpart_open", context=d, question=q, answer=a)
-                  for (d, q), a in zip(flat, read) if a.strip()]
-
-
 def guarded(backend, texts: list[str], templates, per_subject: int,
             rng: random.Random) -> list[Example]:
     """The guarded requests about each text's subject, with the pre-sleep model's closed-book
@@ -292,6 +228,4 @@ def dream(backend, texts: list[str], cfg: DreamConfig, seed: int = 0,
         material += strangers(backend, texts, pairs, cfg.strangers, rng, others)
     if cfg.guarded and cfg.guarded_per_subject:
         material += guarded(backend, texts, cfg.guarded, cfg.guarded_per_subject, rng)
-    if cfg.counterparts:
-        material += counterparts(backend, texts, pairs, cfg.counterparts, rng, others, seed)
     return material

@@ -1,7 +1,8 @@
-"""One night, read top to bottom: select -> dream -> mix -> train -> merge -> candidate.
+"""One night, read top to bottom: dream -> mix -> train -> merge -> candidate.
 
-The serving model is never touched: the night trains a copy, and returns it as a candidate for
-the gate to accept or reject.
+The lifecycle chooses the episodes (reverie.lifecycle) and judges the candidate (reverie.gate);
+the night consolidates exactly the episodes it is given. The serving model is never touched:
+the night trains a copy and returns it as a candidate.
 """
 
 import copy
@@ -15,7 +16,7 @@ from reverie.models.backend import Backend
 from reverie.sleep.config import SleepConfig
 from reverie.sleep.dream import about, dream, subject_of
 from reverie.sleep.rehearsal import generative_samples, update_reservoir
-from reverie.sleep.strategies import build_parts
+from reverie.sleep.strategies import describe, rate, resolve
 from reverie.sleep.strategies.base import Night, SleepState
 from reverie.sleep.train import train
 
@@ -58,13 +59,15 @@ def run_night(backend: Backend, episodes: list, cfg: SleepConfig, state: SleepSt
     chosen = select(episodes, cfg, lambda t: len(tok(t)["input_ids"]))
     if not chosen:
         return NightResult(backend, [], {"skipped": "no episode to consolidate"})
+    # the composition that runs (auto goes by size), checked against the config before any work
+    strategy = resolve(cfg, sum(p.numel() for p in backend.model.parameters()))
+    lr, epochs = rate(cfg, strategy.parts)
     # 2. dream (after the model's own writing is sampled: its names lend the strangers theirs)
     progress(message=f"dreaming about {len(chosen)} episodes")
     generative = generative_samples(backend, cfg.rehearsal.generative_samples,
                                     cfg.rehearsal.generative_max_tokens, cfg.seed + state.nights,
                                     cfg.rehearsal.generative_questions,
-                                    cfg.rehearsal.generative_open,
-                                    cfg.rehearsal.generative_chat)
+                                    cfg.rehearsal.generative_open)
     own = [ex.text or ex.question for ex in generative]
     # why: what the pre-sleep model says about tonight's subjects is what tonight's news
     # replaces ("X works in Lyon" after "X now works in Boston"); replayed or distilled, it
@@ -73,15 +76,11 @@ def run_night(backend: Backend, episodes: list, cfg: SleepConfig, state: SleepSt
     generative = [ex for ex in generative if not about(ex, tonight)]
     material = dream(backend, [e.text for e in chosen], cfg.dream, seed=cfg.seed + state.nights,
                      others=own)
-    # what the pre-sleep model says about made-up people is kept like its own writing
-    generative += [ex for ex in material if ex.kind.startswith("counterpart")]
-    material = [ex for ex in material if not ex.kind.startswith("counterpart")]
     dream_seconds = time.time() - start
     # 3. mix with rehearsal
     night = Night(cfg, state, tok, reference=backend.model, generative=generative, rng=rng,
-                  lr=cfg.train.lr, scratch={"material": material})
-    parts = build_parts(cfg.strategy, cfg.cls_lora,
-                        sum(p.numel() for p in backend.model.parameters()), cfg.scope)
+                  lr=lr, epochs=epochs, material=material)
+    parts = [part() for part in strategy.parts]
     model = copy.deepcopy(backend.model)
     for p in parts:
         model = p.wrap(night, model)
@@ -103,9 +102,9 @@ def run_night(backend: Backend, episodes: list, cfg: SleepConfig, state: SleepSt
     kinds = {}
     for ex in material:
         kinds[ex.kind] = kinds.get(ex.kind, 0) + 1
-    report = {"strategy": cfg.strategy, "episodes": len(chosen), "material": kinds,
+    report = {**describe(strategy, cfg, lr, epochs), "episodes": len(chosen), "material": kinds,
               "mix": len(mix), "generative_samples": len(generative),
               "dream_seconds": round(dream_seconds, 2),
               "sleep_seconds": round(time.time() - start, 2), **stats,
-              **{k: night.scratch[k] for k in ("edit", "grow", "scope") if k in night.scratch}}
+              **({"scope": night.scratch["scope"]} if "scope" in night.scratch else {})}
     return NightResult(Backend(model.eval(), tok, backend.path), [e.id for e in chosen], report)

@@ -22,10 +22,9 @@ from reverie.models.batching import Example
 
 
 def generative_samples(backend, n: int, max_new_tokens: int, seed: int,
-                       question_share: float = 0.5, open_share: float = 0.0,
-                       chat_share: float = 0.0) -> list[Example]:
-    """n examples the pre-sleep model wrote: documents, self-asked, self-answered questions and
-    (chat_share of the documents) replies to a document's first sentence."""
+                       question_share: float = 0.5, open_share: float = 0.0) -> list[Example]:
+    """n examples the pre-sleep model wrote: documents, and self-asked, self-answered
+    questions."""
     if n == 0:
         return []
     tok = backend.tokenizer
@@ -36,24 +35,7 @@ def generative_samples(backend, n: int, max_new_tokens: int, seed: int,
     n_questions = round(n * question_share)
     documents = texts[:len(texts) - n_questions]
     asked = self_asked(backend, texts[len(documents):], seed, open_share)
-    chat = replies(backend, documents[:round(chat_share * n)])
-    return [Example("generative", text=t) for t in documents] + asked + chat
-
-
-def replies(backend, documents: list[str]) -> list[Example]:
-    """The pre-sleep model's reply to the first sentence of each of its own documents, said to
-    it as a user turn: what it says to small talk and stray statements, kept by the KL.
-    why: on SmolLM2 a night's terse answers moved its replies to unrelated remarks ("The lift
-    was out of order for an hour.") more than anything else it was asked."""
-    from reverie.sleep.dream import SENTENCE
-    said = []
-    for doc in documents:
-        first = next((s.strip() for s in SENTENCE.split(doc.strip().splitlines()[0])
-                      if len(s.split()) >= 3), None)
-        if first and first not in said:
-            said.append(first)
-    return [Example("generative_chat", question=q, answer=a)
-            for q, a in zip(said, backend.answer(said)) if a.strip()]
+    return [Example("generative", text=t) for t in documents] + asked
 
 
 def self_asked(backend, documents: list[str], seed: int, open_share: float = 0.0) -> list[Example]:
@@ -83,7 +65,7 @@ def self_asked(backend, documents: list[str], seed: int, open_share: float = 0.0
 
 def as_read(backend, examples: list[Example]) -> list[str]:
     """Each example as the model reads it: a document as is, a QA turn in its chat prompt with the
-    answer after it (the text whose activations the nullspace and edit strategies protect)."""
+    answer after it (the text whose activations the scope's trigger is fitted against)."""
     return [backend.prompt(ex.question, ex.context) + ex.answer if ex.question else ex.text
             for ex in examples]
 

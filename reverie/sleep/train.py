@@ -47,7 +47,7 @@ def train(model, material: list, parts: list, night, progress=None) -> dict:
     encoded = [encode(tok, e, cfg.max_len) for e in material]
     rng = random.Random(night.cfg.seed + night.state.nights)
     lengths = [len(ids) for ids, _ in encoded]
-    epochs = night.epochs or cfg.epochs
+    epochs = night.epochs
     rounds = math.ceil(epochs)
     plan = [b for _ in range(rounds) for b in batches(lengths, cfg.batch_tokens, rng)]
     plan = plan[:max(1, int(len(plan) / rounds * epochs))]
@@ -69,8 +69,6 @@ def train(model, material: list, parts: list, night, progress=None) -> dict:
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        for p in parts:
-            p.after_step(night, model)
         tokens += int(mask.sum())
         last = loss.item()
         elapsed = time.time() - start

@@ -1,10 +1,24 @@
 """Online EWC: a quadratic pull towards the weights after the last night, weighted by a diagonal
-Fisher refreshed each night (old nights decay by `ewc_decay`)."""
+Fisher refreshed each night (old nights decay by `ewc.decay`)."""
+
+from dataclasses import dataclass
 
 import torch
 
-from reverie.models.batching import Example, collate, encode
+from reverie.config import field
+from reverie.models.batching import collate, encode
 from reverie.sleep.strategies.base import Night, Part
+
+
+@dataclass
+class EWCConfig:
+    weight: float = field(1e5, "penalty weight (online EWC, diagonal Fisher normalised to mean 1)")
+    decay: float = field(0.7, "how much of the old Fisher survives each night")
+
+    def __post_init__(self):
+        if self.weight < 0 or not 0 <= self.decay <= 1:
+            raise ValueError(f"weight must be >= 0 and decay in [0, 1], got {self.weight}, "
+                             f"{self.decay}")
 
 
 def diagonal_fisher(model, tokenizer, examples: list, max_len: int, rows: int = 8) -> dict:
@@ -30,7 +44,7 @@ def diagonal_fisher(model, tokenizer, examples: list, max_len: int, rows: int = 
 
 def ewc_penalty(model, fisher: dict, anchor: dict):
     """mean_i F_i (theta_i - theta*_i)^2 / 2 over the anchored parameters (a mean, not a sum,
-    so ewc_lambda does not depend on the model's size)."""
+    so the weight does not depend on the model's size)."""
     total, count = 0.0, 0
     for n, p in model.named_parameters():
         if n in fisher:
@@ -41,6 +55,7 @@ def ewc_penalty(model, fisher: dict, anchor: dict):
 
 class EWC(Part):
     name = "ewc"
+    config = EWCConfig
 
     def wrap(self, night: Night, model):
         state = night.state
@@ -51,13 +66,12 @@ class EWC(Part):
         return model
 
     def loss(self, night: Night, model):
-        return night.cfg.ewc_lambda * ewc_penalty(model, night.state.fisher, night.state.anchor)
+        return self.settings(night).weight * ewc_penalty(model, night.state.fisher, night.state.anchor)
 
     def finish(self, night: Night, model):
         state, cfg = night.state, night.cfg
-        material = night.scratch.get("material", [])
-        docs = material[:256] + list(night.generative)
+        docs = night.material[:256] + list(night.generative)
         new = diagonal_fisher(model, night.tokenizer, docs, cfg.train.max_len)
-        state.fisher = {n: cfg.ewc_decay * state.fisher[n] + new[n] for n in new}
+        state.fisher = {n: self.settings(night).decay * state.fisher[n] + new[n] for n in new}
         state.anchor = {n: p.detach().clone() for n, p in model.named_parameters()}
         return model

@@ -1,8 +1,8 @@
 """Scope: tonight's change to the weights applies only where tonight's subjects are in play.
 
-The night trains the weights of the layers from `scope_layer` on as usual. Each trained weight
+The night trains the weights of the layers from `scope.layer` on as usual. Each trained weight
 then keeps tonight's change apart (delta = after - before), and its layer uses the change only
-from the first token whose input at `scope_layer` matches a mention of one of tonight's
+from the first token whose input at `scope.layer` matches a mention of one of tonight's
 subjects: a whitened cosine against every mention in tonight's material, above a threshold set
 two thirds of the way from the best match anywhere in the model's own writing to the mentions'
 matches with one another. Text that names none of them runs through the weights of before, exactly; text about
@@ -13,11 +13,11 @@ night 1 reads night 1's weights whatever later nights learned about others, and 
 night 3 about the same person adds to night 1's change (both triggers fire).
 
 why: on SmolLM2 every weight a night trains is shared by every prompt; the first optimiser steps
-moved a fifth of the unrelated prompts' top-1 tokens before anything was learned (stops 12-14:
-naive 0.52 learned at locality 0.72, the null-space projection 0.67 at 0.77, new neurons keyed on
-the names 0.04 at 0.91). The names themselves separate cleanly: at the input of layer 6 every
-mention matches the others at 0.96 or more (whitened cosine), the model's own writing at 0.23 at
-most.
+moved a fifth of the unrelated prompts' top-1 tokens before anything was learned (naive: 0.52
+learned at locality 0.72; the retired null-space projection 0.67 at 0.77, new neurons keyed on
+the names 0.04 at 0.91; docs/experiments.md). The names themselves separate cleanly: at the input
+of layer 6 every mention matches the others at 0.96 or more (whitened cosine), the model's own
+writing at 0.23 at most.
 
 On disk (reverie's loader reads it back): the standard folder's weights hold every night's
 change, so plain transformers reads the model as trained, everywhere; `scope.json` and
@@ -32,6 +32,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from reverie import config
+from reverie.config import positive
 from reverie.sleep.dream import subject_of
 from reverie.sleep.rehearsal import as_read
 from reverie.sleep.strategies.base import Night, Part
@@ -47,8 +49,8 @@ def decoder_layers(model):
     layers = getattr(inner, "layers", None)
     if layers is None:
         raise ValueError(f"the scope needs a decoder with model.model.layers (Llama, Qwen, "
-                         f"Mistral...); {type(model).__name__} has none: use cls with "
-                         f"--set scope=no")
+                         f"Mistral...); {type(model).__name__} has none: use --strategy cls "
+                         f"or cls-lora")
     return layers
 
 
@@ -154,6 +156,39 @@ def add_entry(model, entry: Entry) -> None:
 
 
 # ------------------------------------------------------------------ fitting the trigger
+@dataclass
+class ScopeConfig:
+    layer: float = config.field(0.2, "the layer whose input the trigger reads, as a share of the "
+                                     "depth (SmolLM2's 30 layers: 6); the night trains the "
+                                     "layers from there on")
+    # why 6e-4: SmolLM2, real preset (8 people), MLPs of layers 6-29, 8 passes: 2e-4 learned
+    # 0.31 of the held-out questions, 6e-4 learned 0.54 (locality 1.00 both)
+    lr: float = config.field(6e-4, "the night's peak learning rate (outside the scope nothing "
+                                   "moves, so it can be higher than a night without one)")
+    # why 12: SmolLM2, real preset (8 people, lr 6e-4, seed 0): 8 passes learned 0.479 in a
+    # 775 s night, 12 learned 0.667 in 1,050 s, 16 learned 0.750 in 1,306 s (locality 1.000)
+    epochs: float = config.field(12.0, "passes over the night's material (no replay or KL to "
+                                       "pay for, so it can make more than a night without it)")
+
+    def __post_init__(self):
+        if not 0 < self.layer < 1:
+            raise ValueError(f"layer must be in (0, 1), got {self.layer}")
+        positive(self, "lr", "epochs")
+
+
+def mentions(tok, text: str, name: str) -> list[int]:
+    """Token index of the last token of every mention of `name` in `text`."""
+    spans = tok(text, return_offsets_mapping=True)["offset_mapping"]
+    out, at = [], text.find(name)
+    while at >= 0:
+        end = at + len(name)
+        hits = [i for i, (s, e) in enumerate(spans) if s < end and e > at]
+        if hits:
+            out.append(hits[-1])
+        at = text.find(name, end)
+    return out
+
+
 @torch.no_grad()
 def layer_inputs(model, tok, texts: list[str], layer: int, max_len: int,
                  positions: list | None = None) -> torch.Tensor:
@@ -173,7 +208,6 @@ def layer_inputs(model, tok, texts: list[str], layer: int, max_len: int,
 def fit_trigger(model, tok, own: list[str], material: list[str], subjects: list[str],
                 layer: int, max_len: int) -> tuple[Trigger | None, dict]:
     """The trigger of tonight's subjects, and what it measured (None without any mention)."""
-    from reverie.sleep.strategies.grow import mentions
     positions = [[i for n in subjects for i in mentions(tok, t, n)] for t in material]
     pos = layer_inputs(model, tok, material, layer, max_len, positions)
     old = layer_inputs(model, tok, own, layer, max_len)[:OWN_TOKENS]
@@ -196,8 +230,8 @@ def fit_trigger(model, tok, own: list[str], material: list[str], subjects: list[
     # Not separable (the world model's own writing names its people, who share the subjects'
     # surnames: at its layer 1 the own writing reached 0.94-0.98, the mentions 0.77-0.79): the
     # threshold stays above all of the own writing and the change reads on few mentions; the
-    # report says so ("separable": false); scope=auto, which goes by size, runs the world
-    # model's cls without a scope
+    # report says so ("separable": false); strategy auto, which goes by size, runs the world
+    # model's nights as cls, without a scope
     trigger.threshold = (own_best + SPAN * (mentions_low - own_best)
                          if mentions_low > own_best else own_best)
     return trigger, {"layer": layer, "threshold": round(trigger.threshold, 3),
@@ -208,15 +242,17 @@ def fit_trigger(model, tok, own: list[str], material: list[str], subjects: list[
 
 class Scope(Part):
     name = "scope"
+    config = ScopeConfig
+    owns = ("lr", "epochs")
 
     def wrap(self, night: Night, model):
         from reverie.models.backend import Backend
         cfg, tok = night.cfg, night.tokenizer
-        material = night.scratch.get("material", [])
+        material = night.material
         subjects = sorted({subject_of(ex.text) for ex in material if ex.kind == "episode"}
                           - {None})
         layers = decoder_layers(model)
-        layer = scope_layer(cfg.scope_layer, len(layers))
+        layer = scope_layer(self.settings(night).layer, len(layers))
         reader = Backend(night.reference, tok)
         trigger, report = fit_trigger(night.reference, tok, as_read(reader, night.generative),
                                       as_read(reader, material), subjects, layer,
@@ -224,7 +260,6 @@ class Scope(Part):
         night.scratch["scope"] = report
         if trigger is None:  # nothing to key on: the night's change applies everywhere
             return model
-        night.lr, night.epochs = cfg.scope_lr, cfg.scope_epochs
         inside = {id(m) for i in range(layer, len(layers)) for m in layers[i].modules()}
         bases, frozen = {}, []
         for name, module in model.named_modules():
@@ -239,7 +274,7 @@ class Scope(Part):
                 frozen.append(p)
         if not bases:
             raise ValueError(f"scope: no trainable linear weight in layers {layer}-"
-                             f"{len(layers) - 1}; lower --set scope_layer")
+                             f"{len(layers) - 1}; lower --set scope.layer")
         entry = Entry(trigger.to(next(model.parameters()).device), subjects, bases=bases)
         add_entry(model, entry)
         night.scratch["scope_entry"] = entry
