@@ -18,7 +18,9 @@ def register(sub):
     p = sub.add_parser("demo", help="one day and one night: ingest, recall, sleep, compare")
     p.add_argument("--model", default="world", help="world, smollm2 or a model directory")
     p.add_argument("--people", type=int, default=4, help="new people met during the day")
-    p.add_argument("--strategy", default="cls", help="the night's strategy (default cls)")
+    p.add_argument("--strategy", default="auto", help="the night's strategy (default: auto, "
+                                                       "cls-scope on models over 50M parameters, "
+                                                       "else cls)")
     p.add_argument("--seed", type=int, default=0, help="seed of the day and the night")
     p.set_defaults(func=run)
 

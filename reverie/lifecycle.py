@@ -35,7 +35,7 @@ from reverie.memory.salience import surprise_scorer
 from reverie.models.backend import Backend, resolve
 from reverie.sleep.config import SleepConfig
 from reverie.sleep.night import run_night, select
-from reverie.sleep.strategies import conservative, resolve
+from reverie.sleep import strategies
 
 class Reverie:
     def __init__(self, data_dir, model: "str | Backend" = "world", sleep: SleepConfig | None = None,
@@ -214,8 +214,8 @@ class Reverie:
 
 
 def _conservative(cfg: SleepConfig, gate: GateConfig, n_params: int) -> SleepConfig:
-    parts = resolve(cfg, n_params).parts
-    return conservative(cfg, parts, gate.retry_lr_factor, gate.retry_replay_ratio)
+    parts = strategies.resolve(cfg, n_params).parts
+    return strategies.conservative(cfg, parts, gate.retry_lr_factor, gate.retry_replay_ratio)
 
 
 def _numbers(report: dict) -> dict:
