@@ -11,7 +11,7 @@ from reverie.models.world_model import build_model, train_tokenizer
 from reverie.sleep.config import DreamConfig, RehearsalConfig, SleepConfig, TrainConfig
 from reverie.models.batching import Example
 from reverie.sleep.dream import rewrites, stranger_name, strangers, subject_of
-from reverie.sleep.night import run_night
+from lifecycle_night import run_night  # the lifecycle selects, then the night
 from reverie.sleep.rehearsal import update_reservoir
 from reverie.sleep.strategies import STRATEGIES
 from reverie.sleep.strategies.base import Night, SleepState
@@ -256,7 +256,7 @@ def test_strangers_borrow_names_from_the_models_own_writing():
 
 
 def test_behaviour_set_keeps_every_nights_strangers_and_survives_a_snapshot(tiny, tmp_path):
-    from reverie.snapshots import load_state, save_state
+    from reverie.lifecycle.state import load_state, save_state
     cfg = tiny_cfg("cls")
     state = SleepState()
     state.behaviour = [Example("stranger", question="Where was Ida Moss born?",

@@ -27,25 +27,6 @@ class NightResult:
     report: dict = field(default_factory=dict)
 
 
-def select(episodes: list, cfg: SleepConfig, count_tokens) -> list:
-    """Highest priority first, skipping private episodes and those below cfg.min_priority
-    (chatter, restatements: salience decides what is consolidated), within the budgets.
-
-    why the floor: consolidating chatter taught the model to answer small talk with its words
-    ("Q: The fire alarm test is on Thursday. A: tidy ...") instead of "I don't know."."""
-    chosen, tokens = [], 0
-    ranked = sorted((e for e in episodes if not getattr(e, "private", False)
-                     and getattr(e, "priority", 1.0) >= cfg.min_priority),
-                    key=lambda e: -getattr(e, "priority", 0.0))
-    for e in ranked:
-        n = count_tokens(e.text)
-        if len(chosen) >= cfg.budget_episodes or (chosen and tokens + n > cfg.budget_tokens):
-            break
-        chosen.append(e)
-        tokens += n
-    return chosen
-
-
 def run_night(backend: Backend, episodes: list, cfg: SleepConfig, state: SleepState,
               progress=None) -> NightResult:
     """Consolidate `episodes` (objects with .id, .text, .priority) into a candidate model."""
@@ -54,8 +35,7 @@ def run_night(backend: Backend, episodes: list, cfg: SleepConfig, state: SleepSt
     torch.manual_seed(cfg.seed + state.nights)
     rng = random.Random(cfg.seed * 1_000_003 + state.nights)
     tok = backend.tokenizer
-    # 1. select
-    chosen = select(episodes, cfg, lambda t: len(tok(t)["input_ids"]))
+    chosen = list(episodes)   # why: the lifecycle selected them (reverie.lifecycle.select)
     if not chosen:
         return NightResult(backend, [], {"skipped": "no episode to consolidate"})
     # 2. dream (after the model's own writing is sampled: its names lend the strangers theirs)
