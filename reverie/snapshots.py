@@ -172,6 +172,7 @@ def commit(data_dir, backend, manifest: dict, state: dict | None = None,
                                                    if k != "parent"}}
     if adapter:
         manifest["adapters"] = sorted(backend.model.peft_config)
+    manifest.update(_loader(tmp, adapter))
     write_durable(tmp / MANIFEST, json.dumps(manifest, indent=2, default=str))
     for f in tmp.rglob("*"):
         if f.is_file():
@@ -189,6 +190,19 @@ def commit(data_dir, backend, manifest: dict, state: dict | None = None,
     if activate:
         set_active(data_dir, sid)
     return sid
+
+
+def _loader(folder: Path, adapter: bool) -> dict:
+    """What a snapshot needs to load as the gated model, for the manifest."""
+    from reverie.models import scope
+    if (folder / scope.FILE).is_file():
+        return {"loader": "reverie", "loader_reason": "scope.json keeps each night's change to "
+                "the text about its subjects; plain transformers would apply every change "
+                "everywhere (export with --merged to accept that)"}
+    if adapter:
+        return {"loader": "peft", "loader_reason": "PEFT adapters over the weights `base` "
+                "names; `reverie snapshots export` merges them into a plain folder"}
+    return {"loader": "transformers", "loader_reason": "a plain HF folder"}
 
 
 # ------------------------------------------------------------ reading
@@ -307,3 +321,39 @@ def diff(data_dir, a: str, b: str) -> dict:
 def _figures(m: dict) -> dict:
     gate = m.get("gate") or {}
     return gate.get("candidate") or {}
+
+
+# ------------------------------------------------------------ export
+def export(data_dir, sid: str, out, merged: bool = False) -> dict:
+    """Write snapshot `sid` as a plain HF folder `out` that transformers alone loads (adapters
+    merged in), with a copy of its manifest. A scoped snapshot's change applies only to text
+    about its nights' subjects, which plain transformers cannot express: refused unless
+    `merged`, which exports the weights with every change applied everywhere and records
+    `scope_dropped` and the merged model's locality against the scoped one."""
+    from reverie.models import export as ex
+    from reverie.models import scope
+    m = read_manifest(data_dir, sid)
+    folder = root(data_dir) / sid
+    ex.check_target(out)
+    scoped = (folder / scope.FILE).is_file()
+    if scoped and not merged:
+        raise ReverieError(f"snapshot {sid} keeps its nights' changes in a scope that plain "
+                           f"transformers cannot express; use --merged to export the weights "
+                           f"with every change applied everywhere")
+    backend = load(data_dir, sid)
+    model = ex.plain_model(backend.model)
+    manifest = dict(m, exported_from=sid, loader="transformers",
+                    loader_reason="exported as a plain HF folder")
+    if scoped:
+        from reverie.models.backend import Backend
+        from transformers import AutoModelForCausalLM
+        plain = AutoModelForCausalLM.from_pretrained(folder).to(backend.device).eval()
+        manifest.update(scope_dropped=True, locality=ex.locality(
+            Backend(plain, backend.tokenizer, folder), backend),
+            locality_prompts=len(ex.GENERIC_PROMPTS))
+        model = plain
+    ex.write_folder(model, backend.tokenizer, out,
+                    {MANIFEST: json.dumps(manifest, indent=2, default=str)})
+    return {"snapshot": sid, "out": str(out), **{k: manifest[k] for k in
+                                                 ("scope_dropped", "locality") if k in manifest}}
+

@@ -129,14 +129,8 @@ class Tenant:
         wrote. Requests that started before keep the Serving they took."""
         with self.lock:
             r = self.reverie
-            if hasattr(r, "reload"):
-                r.reload()
-                backend, snapshot = r.backend, r.active
-            else:                                     # a facade without reload (before issue 5)
-                snapshot = snapshots.active_id(self.dir)
-                backend = base.backend if snapshot is None else Backend.load(
-                    str(self.dir / "snapshots" / snapshot), device=str(base.backend.device))
-                r.backend = backend
+            r.reload()
+            backend, snapshot = r.backend, r.active
             if backend is base.backend:
                 serving = base
             elif backend is self.serving.backend:
