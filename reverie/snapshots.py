@@ -4,9 +4,9 @@ Each snapshot is an immutable folder snapshots/<id>/: a plain HF model folder (c
 safetensors, tokenizer), or for a strategy that keeps its adapters apart the PEFT adapters alone
 (manifest kind "adapter", `base` names the full weights they sit on); plus manifest.json (id,
 parent, created_at, strategy, the night's episodes with their texts, its settings, the gate
-report, metrics, reverie version) and the night's SleepState (sleep_state.json and, for EWC,
-sleep_state.safetensors), so a rollback restores the state along with the weights. The id is a
-hash of the weight files: the same weights are the same snapshot.
+report, metrics, reverie version) and the state the night left for the next (sleep_state.json
+and, for EWC, sleep_state.safetensors), so a rollback restores the state along with the
+weights. The id is a hash of the weight files: the same weights are the same snapshot.
 
 Crash safety (a SIGKILL at any point leaves a consistent registry):
   1. the folder is written under snapshots/.tmp-*, every file and the folder fsynced;
@@ -17,7 +17,6 @@ left behind (temporary folders and pointers). Marking episodes consolidated happ
 (in reverie.lifecycle), so no episode is ever marked without its committed snapshot.
 """
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -76,7 +75,7 @@ def _fsync_dir(path: Path) -> None:
     _fsync_file(path)  # why: a rename is durable only once its directory is fsynced
 
 
-def _write_durable(path: Path, text: str) -> None:
+def write_durable(path: Path, text: str) -> None:
     with open(path, "w") as f:
         f.write(text)
         f.flush()
@@ -90,7 +89,7 @@ def set_active(data_dir, sid: str) -> None:
         raise ReverieError(f"no snapshot {sid!r} in {str(root(data_dir))!r}; list them with "
                            f"`reverie snapshots list`")
     tmp = data_dir / f".{ACTIVE}.tmp"
-    _write_durable(tmp, sid)
+    write_durable(tmp, sid)
     os.replace(tmp, data_dir / ACTIVE)
     _fsync_dir(data_dir)
 
@@ -103,38 +102,27 @@ def clear_active(data_dir) -> None:
         _fsync_dir(Path(data_dir))
 
 
-# ------------------------------------------------------------ sleep state
-def save_state(folder: Path, state) -> None:
-    """SleepState -> sleep_state.json (nights, seen, reservoir, behaviour) + safetensors (Fisher, anchor)."""
-    doc = {"nights": state.nights, "seen": state.seen,
-           "reservoir": [dataclasses.asdict(e) for e in state.reservoir],
-           "behaviour": [dataclasses.asdict(e) for e in state.behaviour],
-           "behaviour_seen": state.behaviour_seen}
-    _write_durable(folder / STATE_JSON, json.dumps(doc))
-    if state.fisher is not None:
+# ------------------------------------------------------------ the night's state
+def save_state(folder: Path, doc: dict, tensors: dict | None = None) -> None:
+    """The state a night leaves for the next, stored generically: `doc` (JSON-able) ->
+    sleep_state.json, `tensors` (name -> tensor, e.g. EWC's Fisher and anchor) ->
+    sleep_state.safetensors. reverie.lifecycle.state converts a SleepState to and from these."""
+    write_durable(folder / STATE_JSON, json.dumps(doc))
+    if tensors:
         from safetensors.torch import save_file
-        tensors = {f"fisher.{n}": t.contiguous() for n, t in state.fisher.items()}
-        tensors.update({f"anchor.{n}": t.contiguous() for n, t in (state.anchor or {}).items()})
-        save_file(tensors, str(folder / STATE_TENSORS))
+        save_file({n: t.contiguous() for n, t in tensors.items()}, str(folder / STATE_TENSORS))
 
 
-def load_state(folder: Path | None):
-    """The SleepState saved with a snapshot (a fresh one for None or a folder without one)."""
-    from reverie.models.batching import Example
-    from reverie.sleep.strategies.base import SleepState
+def load_state(folder: Path | None) -> tuple[dict | None, dict]:
+    """(doc, tensors) saved with a snapshot; (None, {}) for None or a folder without them."""
     if folder is None or not (Path(folder) / STATE_JSON).is_file():
-        return SleepState()
+        return None, {}
     doc = json.loads((Path(folder) / STATE_JSON).read_text())
-    state = SleepState(nights=doc["nights"], seen=doc["seen"],
-                       reservoir=[Example(**e) for e in doc["reservoir"]],
-                       behaviour=[Example(**e) for e in doc.get("behaviour", [])],
-                       behaviour_seen=doc.get("behaviour_seen", 0))
+    tensors = {}
     if (Path(folder) / STATE_TENSORS).is_file():
         from safetensors.torch import load_file
         tensors = load_file(str(Path(folder) / STATE_TENSORS))
-        state.fisher = {k[7:]: v for k, v in tensors.items() if k.startswith("fisher.")}
-        state.anchor = {k[7:]: v for k, v in tensors.items() if k.startswith("anchor.")}
-    return state
+    return doc, tensors
 
 
 # ------------------------------------------------------------ commit
@@ -164,9 +152,11 @@ def _is_adapter(backend) -> bool:
     return isinstance(backend.model, PeftModel)
 
 
-def commit(data_dir, backend, manifest: dict, state=None, activate: bool = True) -> str:
-    """Write `backend` (and the SleepState after its night) as a snapshot; make it active unless
-    activate=False. Returns its id. `manifest` may name the parent (default: the active one)."""
+def commit(data_dir, backend, manifest: dict, state: dict | None = None,
+           tensors: dict | None = None, activate: bool = True) -> str:
+    """Write `backend` (and the state its night left, as save_state takes it) as a snapshot;
+    make it active unless activate=False. Returns its id. `manifest` may name the parent
+    (default: the active one)."""
     snaps = root(data_dir)
     snaps.mkdir(parents=True, exist_ok=True)
     tmp = snaps / f"{TEMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -175,14 +165,15 @@ def commit(data_dir, backend, manifest: dict, state=None, activate: bool = True)
     crash_point("snapshot-saved")
     sid = weights_id(tmp)
     if state is not None:
-        save_state(tmp, state)
+        save_state(tmp, state, tensors)
     manifest = {"id": sid, "parent": manifest.get("parent", active_id(data_dir)),
                 "created_at": time.time(), "kind": "adapter" if adapter else "full",
                 "reverie_version": _version(), **{k: v for k, v in manifest.items()
                                                    if k != "parent"}}
     if adapter:
         manifest["adapters"] = sorted(backend.model.peft_config)
-    _write_durable(tmp / MANIFEST, json.dumps(manifest, indent=2, default=str))
+    manifest.update(_loader(tmp, adapter))
+    write_durable(tmp / MANIFEST, json.dumps(manifest, indent=2, default=str))
     for f in tmp.rglob("*"):
         if f.is_file():
             _fsync_file(f)
@@ -199,6 +190,19 @@ def commit(data_dir, backend, manifest: dict, state=None, activate: bool = True)
     if activate:
         set_active(data_dir, sid)
     return sid
+
+
+def _loader(folder: Path, adapter: bool) -> dict:
+    """What a snapshot needs to load as the gated model, for the manifest."""
+    from reverie.models import scope
+    if (folder / scope.FILE).is_file():
+        return {"loader": "reverie", "loader_reason": "scope.json keeps each night's change to "
+                "the text about its subjects; plain transformers would apply every change "
+                "everywhere (export with --merged to accept that)"}
+    if adapter:
+        return {"loader": "peft", "loader_reason": "PEFT adapters over the weights `base` "
+                "names; `reverie snapshots export` merges them into a plain folder"}
+    return {"loader": "transformers", "loader_reason": "a plain HF folder"}
 
 
 # ------------------------------------------------------------ reading
@@ -298,3 +302,58 @@ def gc(data_dir, keep_recent: int = 3) -> list[str]:
     for sid in doomed:
         remove(data_dir, sid)
     return doomed
+
+
+# ------------------------------------------------------------ comparing
+def diff(data_dir, a: str, b: str) -> dict:
+    """Two snapshots side by side: their probe figures and the episodes only one holds."""
+    ma, mb = read_manifest(data_dir, a), read_manifest(data_dir, b)
+    ea = {int(e) for m in lineage(data_dir, a) for e in m.get("episodes", [])}
+    eb = {int(e) for m in lineage(data_dir, b) for e in m.get("episodes", [])}
+    fa, fb = _figures(ma), _figures(mb)
+    return {"a": a, "b": b,
+            "figures": {k: [fa.get(k), fb.get(k)] for k in sorted(set(fa) | set(fb))},
+            "episodes_only_in_a": sorted(ea - eb), "episodes_only_in_b": sorted(eb - ea),
+            "lineage": {"a": [m["id"] for m in lineage(data_dir, a)],
+                        "b": [m["id"] for m in lineage(data_dir, b)]}}
+
+
+def _figures(m: dict) -> dict:
+    gate = m.get("gate") or {}
+    return gate.get("candidate") or {}
+
+
+# ------------------------------------------------------------ export
+def export(data_dir, sid: str, out, merged: bool = False) -> dict:
+    """Write snapshot `sid` as a plain HF folder `out` that transformers alone loads (adapters
+    merged in), with a copy of its manifest. A scoped snapshot's change applies only to text
+    about its nights' subjects, which plain transformers cannot express: refused unless
+    `merged`, which exports the weights with every change applied everywhere and records
+    `scope_dropped` and the merged model's locality against the scoped one."""
+    from reverie.models import export as ex
+    from reverie.models import scope
+    m = read_manifest(data_dir, sid)
+    folder = root(data_dir) / sid
+    ex.check_target(out)
+    scoped = (folder / scope.FILE).is_file()
+    if scoped and not merged:
+        raise ReverieError(f"snapshot {sid} keeps its nights' changes in a scope that plain "
+                           f"transformers cannot express; use --merged to export the weights "
+                           f"with every change applied everywhere")
+    backend = load(data_dir, sid)
+    model = ex.plain_model(backend.model)
+    manifest = dict(m, exported_from=sid, loader="transformers",
+                    loader_reason="exported as a plain HF folder")
+    if scoped:
+        from reverie.models.backend import Backend
+        from transformers import AutoModelForCausalLM
+        plain = AutoModelForCausalLM.from_pretrained(folder).to(backend.device).eval()
+        manifest.update(scope_dropped=True, locality=ex.locality(
+            Backend(plain, backend.tokenizer, folder), backend),
+            locality_prompts=len(ex.GENERIC_PROMPTS))
+        model = plain
+    ex.write_folder(model, backend.tokenizer, out,
+                    {MANIFEST: json.dumps(manifest, indent=2, default=str)})
+    return {"snapshot": sid, "out": str(out), **{k: manifest[k] for k in
+                                                 ("scope_dropped", "locality") if k in manifest}}
+

@@ -119,3 +119,26 @@ def test_progressive_nights_commit_adapter_snapshots_that_reload(tmp_path, world
         assert again.active == second
         assert torch.allclose(again.backend.model(input_ids=ids).logits, want, atol=1e-5)
     again.close()
+
+
+def test_the_one_selection_rule():
+    from types import SimpleNamespace as E
+
+    from reverie.lifecycle.select import select
+    from reverie.sleep.config import SleepConfig
+    cfg = SleepConfig(budget_episodes=2, min_priority=0.3)
+    eps = [E(id=1, text="a b", priority=0.4, private=False),
+           E(id=2, text="c", priority=0.9, private=True),       # private: never
+           E(id=3, text="d e", priority=0.8, private=False),    # held back by the gate
+           E(id=4, text="f", priority=0.1, private=False),      # below the floor
+           E(id=5, text="g h i", priority=0.6, private=False)]
+    words = lambda t: len(t.split())  # noqa: E731
+    assert [e.id for e in select(eps, cfg, words, held={3})] == [5, 1]
+    assert [e.id for e in select(eps, cfg, words)] == [3, 5]
+    cfg.budget_tokens = 4                      # 3 + 2 > 4: the budget stops at the first
+    assert [e.id for e in select(eps, cfg, words, held={3})] == [5]
+    cfg.min_priority = 0.0
+    cfg.budget_episodes, cfg.budget_tokens = 5, 100
+    assert [e.id for e in select(eps, cfg, words, held={3},
+                                 current_text=lambda e: e.text.upper())] == [5, 1, 4]
+    assert eps[4].text == "G H I"              # the text as it stands now is what is counted

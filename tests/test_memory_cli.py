@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from reverie.bench import cli as bench_cli
+from reverie.cli import bench as bench_cli
 from reverie.errors import ReverieError
-from reverie.memory import cli as memory_cli
+from reverie.cli import memory as memory_cli
 
 
 def run(argv, capsys):

@@ -206,7 +206,7 @@ def test_migration_from_v1_keeps_episodes(tmp_path):
 
 
 def test_jsonl_and_text_lines_parse(tmp_path):
-    from reverie.memory.commands import parse_lines
+    from reverie.memory.records import parse_lines
     data = b'plain line\n\n{"text": "json line", "pinned": true}\n'
     assert parse_lines(data) == ["plain line", {"text": "json line", "pinned": True}]
     with pytest.raises(ReverieError, match="line 2: not valid UTF-8"):

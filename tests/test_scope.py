@@ -18,7 +18,7 @@ def scope_night(tiny, texts=TEXTS[:1], state=None, backend=None, epochs=6, lr=3e
 
 
 def test_the_scope_learns_about_tonights_subject_and_leaves_other_text_exactly(tiny):
-    from reverie.sleep.strategies.scope import scope_of
+    from reverie.models.scope import scope_of
     result = scope_night(tiny)
     report = result.report["scope"]
     assert report["subjects"] == ["Ada Lowell"] and report["mentions"] > 0
@@ -85,7 +85,7 @@ def test_the_scope_holds_while_decoding_with_the_cache(tiny):
 
 
 def test_nights_under_the_scope_stack_and_each_keeps_its_own(tiny):
-    from reverie.sleep.strategies.scope import scope_of
+    from reverie.models.scope import scope_of
     state = SleepState()
     first = scope_night(tiny, TEXTS[:1], state).candidate
     tok = tiny.tokenizer
@@ -121,7 +121,7 @@ def test_scope_sets_the_rate_and_passes_of_its_night(tiny):
 
 def test_a_scoped_night_commits_as_a_snapshot_and_serves_back_with_its_scope(tiny, tmp_path):
     from reverie import snapshots
-    from reverie.sleep.strategies.scope import scope_of
+    from reverie.models.scope import scope_of
     now = scope_night(tiny).candidate
     sid = snapshots.commit(tmp_path, now, {"parent": None})
     assert (snapshots.root(tmp_path) / sid / "scope.safetensors").is_file()

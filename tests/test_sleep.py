@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from reverie.models.batching import Example
+from reverie.lifecycle.select import select
 from reverie.sleep.config import SleepConfig, TrainConfig
 from reverie.sleep.night import run_night
 from reverie.sleep.rehearsal import update_reservoir
@@ -18,6 +19,10 @@ from reverie.sleep.strategies.lora import LoRA, LoRAConfig
 from reverie.sleep.strategies.replay import ReplayConfig
 from reverie.sleep.strategies.scope import ScopeConfig
 from tiny import TEXTS, Ep, night_of, tiny_cfg
+
+
+def count(backend):
+    return lambda text: len(backend.tokenizer(text)["input_ids"])
 
 
 def test_ewc_penalty_is_zero_at_the_anchor_and_grows_away(tiny):
@@ -81,8 +86,10 @@ def test_every_strategy_runs_a_night_and_lowers_the_loss_on_its_episodes(tiny, s
                    **({"lora": LoRAConfig(lr=1e-2)} if "lora" in parts else {}))
     episodes = [Ep(i, t, priority=p) for i, (t, p) in enumerate(zip(TEXTS, (0.9, 0.8, 0.1)))]
     before = [x.mean().item() for x in tiny.token_nll(TEXTS[:2])]
-    result = run_night(tiny, episodes, cfg, SleepState())
-    assert result.episodes == [0, 1]  # the two highest priorities within the budget
+    chosen = select(episodes, cfg, count(tiny))
+    assert [e.id for e in chosen] == [0, 1]  # the two highest priorities within the budget
+    result = run_night(tiny, chosen, cfg, SleepState())
+    assert result.episodes == [0, 1]
     after = [x.mean().item() for x in result.candidate.token_nll(TEXTS[:2])]
     assert all(a < b - 0.2 for a, b in zip(after, before)), (strategy, before, after)
     assert result.report["train_tokens"] > 0
@@ -102,8 +109,7 @@ def test_a_night_is_deterministic_under_a_seed(tiny):
 
 def test_private_episodes_are_never_selected(tiny):
     episodes = [Ep(0, TEXTS[0], private=True), Ep(1, TEXTS[1])]
-    result = run_night(tiny, episodes, tiny_cfg("naive"), SleepState())
-    assert result.episodes == [1]
+    assert [e.id for e in select(episodes, tiny_cfg("naive"), count(tiny))] == [1]
 
 
 def test_reservoir_stays_bounded_and_keeps_old_items():
@@ -141,7 +147,7 @@ def test_trainable_errors_name_the_setting():
 
 
 def test_behaviour_set_keeps_every_nights_strangers_and_survives_a_snapshot(tiny, tmp_path):
-    from reverie.snapshots import load_state, save_state
+    from reverie.lifecycle.state import load_state, save_state
     cfg = tiny_cfg("cls")
     state = SleepState()
     state.behaviour = [Example("stranger", question="Where was Ida Moss born?",
@@ -252,10 +258,13 @@ def test_cls_changes_only_the_mlp_blocks(tiny):
 
 def test_episodes_below_the_priority_floor_are_not_consolidated(tiny):
     episodes = [Ep(0, TEXTS[0], priority=0.6), Ep(1, TEXTS[2], priority=0.05)]
-    assert run_night(tiny, episodes, tiny_cfg("naive"), SleepState()).episodes == [0]
-    low = run_night(tiny, episodes[1:], tiny_cfg("naive"), SleepState())
-    assert low.episodes == [] and "skipped" in low.report
-    assert run_night(tiny, episodes, tiny_cfg("naive", min_priority=0.0), SleepState()).episodes == [0, 1]
+    ids = lambda cfg, eps: [e.id for e in select(eps, cfg, count(tiny))]  # noqa: E731
+    assert ids(tiny_cfg("naive"), episodes) == [0]
+    assert ids(tiny_cfg("naive"), episodes[1:]) == []
+    assert ids(tiny_cfg("naive", min_priority=0.0), episodes) == [0, 1]
+    # a night given nothing trains nothing and says so
+    low = run_night(tiny, [], tiny_cfg("naive"), SleepState())
+    assert low.episodes == [] and low.candidate is tiny and "skipped" in low.report
 
 
 def test_replay_leaves_out_old_material_about_tonights_subjects(tiny):

@@ -76,12 +76,26 @@ def test_sleep_state_round_trips_with_the_snapshot(tmp_path, world_backend):
                                                             answer="Ada")],
                        fisher={"w": torch.arange(6.0).view(2, 3)},
                        anchor={"w": torch.ones(2, 3)})
-    sid = snapshots.commit(tmp_path, world_backend, {}, state=state)
-    back = snapshots.load_state(tmp_path / "snapshots" / sid)
+    from reverie.lifecycle.state import commit, load_state
+    sid = commit(tmp_path, world_backend, {}, state=state)
+    back = load_state(tmp_path / "snapshots" / sid)
     assert (back.nights, back.seen) == (3, 7) and back.reservoir == state.reservoir
     assert torch.equal(back.fisher["w"], state.fisher["w"])
     assert torch.equal(back.anchor["w"], state.anchor["w"])
-    assert snapshots.load_state(None).nights == 0
+    assert load_state(None).nights == 0
+    # the registry stores it generically: a JSON document and named tensors
+    doc, tensors = snapshots.load_state(tmp_path / "snapshots" / sid)
+    assert doc["nights"] == 3 and set(tensors) == {"fisher.w", "anchor.w"}
+
+
+def test_an_old_snapshots_sleep_state_still_loads(tmp_path):
+    from reverie.lifecycle.state import load_state
+    # written before behaviour was kept: no behaviour keys, no tensors
+    (tmp_path / snapshots.STATE_JSON).write_text(json.dumps({
+        "nights": 2, "seen": 5, "reservoir": [{"kind": "episode", "text": "Ada was here."}]}))
+    back = load_state(tmp_path)
+    assert (back.nights, back.seen, back.behaviour, back.fisher) == (2, 5, [], None)
+    assert back.reservoir == [Example("episode", text="Ada was here.")]
 
 
 CHILD = """

@@ -188,22 +188,11 @@ def check_registry(data_dir, base, embedder) -> list[str]:
                 problems.append(f"snapshot {d.name} has no manifest")
             elif snapshots.weights_id(d) != d.name:
                 problems.append(f"snapshot {d.name} weights hash to {snapshots.weights_id(d)}")
-    chain = snapshots.lineage(data_dir, r.active)
-    in_lineage = {m["id"] for m in chain}
-    owned = {int(e) for m in chain for e in m.get("episodes", [])}
     if r.active:
         loaded = snapshots.load(data_dir, r.active)
         if not loaded.answer(["Where was Ada Quill born?"])[0].strip():
             problems.append("active snapshot answers nothing")
-    store = r.memory.store
-    for ns in store.namespaces():
-        for e in store.get(ns, store.select_ids(ns)):
-            if e.status in ("consolidated", "released") and e.snapshot not in in_lineage:
-                problems.append(f"episode {e.id} marked by {e.snapshot}, not in the lineage")
-            if e.status == "new" and e.id in owned:
-                problems.append(f"episode {e.id} consolidated by the active lineage but new")
-    if store.integrity() != "ok":
-        problems.append("sqlite integrity check failed")
+    problems += r.problems()
     r.close()
     return problems
 

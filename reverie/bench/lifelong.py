@@ -201,9 +201,7 @@ def run_strategy(strategy: str, preset: Preset, stream, probes: Probes, pre: Bac
                              f"{sum(R[-1][:day + 1]) / (day + 1):.2f}")
         row = _final_figures(r, recall, probes, R, day0, pre, reference)
         if strategy == "rag":  # recall alone, once consolidated episodes are released
-            all_ids = [e.id for e in r.memory.select_for_sleep(r.namespace, limit=10**9)]
-            r.memory.mark_consolidated(all_ids, "released-probe", r.namespace)
-            r.memory.prune(r.namespace, release_after_days=0)
+            r.release_all("released-probe")
             qs = [q for day in probes.by_day for q in day]
             row["acquisition_after_release"] = round(
                 _accuracy(r.answer([q for q, _ in qs], recall=True), [v for _, v in qs]), 4)

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reverie.bench import run_bench
 from reverie.config import field, positive
 
 KEY_A, KEY_B, ADMIN = "bench-a", "bench-b", "bench-admin"
@@ -262,29 +261,3 @@ def _load(cfg: ServeBenchConfig, server, questions, progress) -> dict:
         "snapshots_seen": seen, "stale_after_swap": stale,
         "reconnects": sum(c.reconnects for c in clients),
     }
-
-
-# ---------------------------------------------------------------- the command
-def add_parser(bsub):
-    p = bsub.add_parser("serve", help="the service under load (16 clients, 60 s) while a night "
-                                      "runs and swaps; tenant isolation")
-    p.add_argument("--json", required=True, help="where to write the figures")
-    p.add_argument("--clients", type=int, default=16, help="concurrent clients (default 16)")
-    p.add_argument("--seconds", type=float, default=60.0, help="shortest load (default 60)")
-    p.add_argument("--epochs", type=float, default=1.0, help="the night's epochs (default 1)")
-    p.add_argument("--people", type=int, default=4, help="people tenant A is taught (default 4)")
-    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    p.add_argument("--model", default="world", help="base model (default world)")
-    p.add_argument("--no-gate", dest="gate", action="store_false",
-                   help="accept the night without the gate (measures the swap whatever it judges)")
-    p.set_defaults(func=command)
-
-
-def command(args):
-    run_bench("serve", "s",
-              lambda: ServeBenchConfig(clients=args.clients, seconds=args.seconds,
-                                       epochs=args.epochs, people=args.people, seed=args.seed,
-                                       model=args.model, gate=args.gate),
-              run, args.json,
-              ("requests", "failed_requests", "tokens_per_s", "p50_ms", "p99_ms", "idle",
-               "night", "night_job", "stale_after_swap", "leaks", "isolation"))

@@ -64,7 +64,9 @@ class Gate:
             os.fsync(f.fileno())
         os.replace(tmp, self.folder / RETENTION)
 
-    def _all_retention(self) -> list[dict]:
+    def retention_questions(self) -> list[dict]:
+        """Every retention probe kept, whatever snapshot it came from: rows with question,
+        answer, episode (None for a base-model probe) and snapshot."""
         path = self.folder / RETENTION
         return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] \
             if path.is_file() else []
@@ -72,7 +74,7 @@ class Gate:
     def forget_episodes(self, ids) -> int:
         """Drop every probe derived from these episodes (deletion); returns how many."""
         ids = {int(i) for i in ids}
-        rows = self._all_retention()
+        rows = self.retention_questions()
         kept = [r for r in rows if r["episode"] is None or int(r["episode"]) not in ids]
         if len(kept) != len(rows):
             self._write_retention(kept)
@@ -103,7 +105,7 @@ class Gate:
         right = set(report.get("acquired", []))
         new = [dict(p, snapshot=snapshot) for i, p in enumerate(suite.acquisition) if i in right]
         if new:
-            self._write_retention(self._all_retention() + new)
+            self._write_retention(self.retention_questions() + new)
         return len(new)
 
     # ------------------------------------------------------------ before the night
@@ -115,7 +117,7 @@ class Gate:
         rows = self.retention(lineage_ids)
         if not any(r["snapshot"] is None for r in rows):
             base = P.base_sample(active, cfg.retention_base, cfg.seed)
-            self._write_retention(base + self._all_retention())
+            self._write_retention(base + self.retention_questions())
             rows = base + rows
         base = [r for r in rows if r["snapshot"] is None][:cfg.retention_base]
         nightly = [r for r in rows if r["snapshot"] is not None]

@@ -281,6 +281,22 @@ class Memory:
         episodes.sort(key=lambda e: -salience.decayed(self.cfg, e.priority, e.created_at, now))
         return episodes[:limit]
 
+    def has_namespace(self, namespace: str = "default") -> bool:
+        """Whether anything was ever stored in `namespace` (the other calls reject one that
+        was not)."""
+        return self.store.has_namespace(namespace)
+
+    def waiting(self, namespace: str = "default") -> tuple[int, float, int]:
+        """(count, summed priority, newest id) of the episodes waiting for a night; zeros for a
+        namespace never used."""
+        return self.store.waiting(namespace) if self.store.has_namespace(namespace) \
+            else (0, 0.0, 0)
+
+    def counts(self, namespace: str = "default") -> dict:
+        """Episodes by status ({} for a namespace never used); cheaper than stats()."""
+        return self.store.stats(namespace)["by_status"] if self.store.has_namespace(namespace) \
+            else {}
+
     def rehearsal(self, namespace: str = "default", n: int = 100, seed: int = 0) -> list:
         """Up to n episodes of the rehearsal reservoir (released, kept for replay), sampled
         with a seed so a night can be rerun."""

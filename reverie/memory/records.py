@@ -6,6 +6,7 @@ before anything is stored, so a bad record never leaves half a batch behind.
 """
 
 import hashlib
+import json
 
 from reverie.errors import ReverieError
 from reverie.memory.config import MemoryConfig
@@ -66,3 +67,27 @@ def content_hash(text: str) -> str:
     """Exact-repeat key; case-folded, since a copy differing only in case is the same episode
     (whitespace is already normalised by validate)."""
     return hashlib.sha256(text.lower().encode("utf-8")).hexdigest()
+
+
+def parse_lines(data: bytes, where: str = "input") -> list:
+    """Text lines or JSONL objects -> records. Blank lines separate and are skipped; a JSON line
+    must be an object with 'text'. Bad bytes name the line."""
+    records = []
+    for n, raw in enumerate(data.splitlines(), 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ReverieError(f"{where} line {n}: not valid UTF-8 (byte {e.start}); re-encode "
+                               f"the file as UTF-8") from None
+        if not line.strip():
+            continue
+        if line.lstrip().startswith("{"):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ReverieError(f"{where} line {n}: invalid JSON ({e.msg}); write one object "
+                                   f"per line like {{\"text\": \"...\"}}") from None
+            records.append(record)
+        else:
+            records.append(line)
+    return records

@@ -352,5 +352,11 @@ class SQLiteStore(Store):
                 "private": extra[3] or 0, "repeats_folded": extra[4] or 0,
                 "schema_version": SCHEMA_VERSION, "file": str(self.path)}
 
+    def waiting(self, namespace):
+        row = self._q("SELECT count(*), coalesce(sum(priority), 0), coalesce(max(id), 0) "
+                      "FROM episodes WHERE namespace = ? AND status = 'new' AND private = 0 "
+                      "AND superseded_by IS NULL", (namespace,)).fetchone()
+        return int(row[0]), float(row[1]), int(row[2])
+
     def integrity(self) -> str:
         return self._q("PRAGMA integrity_check").fetchone()[0]

@@ -116,4 +116,8 @@ class Store(abc.ABC):
     def stats(self, namespace: str) -> dict: ...
 
     @abc.abstractmethod
+    def waiting(self, namespace: str) -> tuple[int, float, int]:
+        """(count, summed priority, newest id) of new, non-private, current episodes."""
+
+    @abc.abstractmethod
     def close(self) -> None: ...

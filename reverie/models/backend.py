@@ -70,7 +70,7 @@ class Backend:
         try:
             tokenizer = AutoTokenizer.from_pretrained(path)
             model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device)
-            from reverie.sleep.strategies import scope
+            from reverie.models import scope
             scope.load(model, path)
         except (OSError, ValueError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
@@ -158,7 +158,7 @@ class Backend:
         """Write a standard HF directory that plain transformers loads."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        from reverie.sleep.strategies import scope
+        from reverie.models import scope
         self.model.save_pretrained(path, safe_serialization=True)
         scope.save(self.model, path)
         self.tokenizer.save_pretrained(path)

@@ -229,9 +229,7 @@ class Service:
     def _context(self, tenant, query: str) -> tuple[str, list]:
         self._prefetch(query)
         with tenant.lock:
-            if not query.strip() or not tenant.memory.store.has_namespace(tenant.name):
-                return "", []
-            found = tenant.memory.context(query, tenant.name)
+            found = tenant.reverie.context(query)
         return found.context, [e.id for e in found.episodes]
 
     # ------------------------------------------------------------ completions
@@ -314,22 +312,18 @@ class Service:
                            code="invalid_value")
         self._prefetch(q)
         with tenant.lock:
-            if not tenant.memory.store.has_namespace(tenant.name):
-                return []
-            return tenant.memory.recall(q, tenant.name, k)
+            return tenant.reverie.recall(q, k)
 
     def forget(self, principal: Principal, episode_id: int) -> dict:
         """Delete from the hippocampus at once; if a snapshot consolidated the episode, a forget
         job rebuilds the weights without it (in a child process) and the tenant swaps to them."""
         tenant = self.tenants.get(principal.tenant)
         with tenant.lock:
-            store = tenant.memory.store
-            found = store.get(tenant.name, [episode_id]) if store.has_namespace(tenant.name) \
-                else []
+            found = tenant.reverie.episodes([episode_id])
             if not found:
                 raise APIError(404, f"no episode {episode_id}", param="episode_id",
                                code="episode_not_found")
-            report = tenant.memory.forget(episode_id, tenant.name)
+            report = tenant.reverie.forget_from_memory(episode_id)
             if self.nights.busy(tenant.name):
                 tenant.forgotten_during_night.add(int(episode_id))
         report["weights"] = "untouched"
@@ -354,9 +348,8 @@ class Service:
             ids = [req.episode_id]
         done = []
         with tenant.lock:
-            store = tenant.memory.store
             for eid in ids:
-                if store.has_namespace(tenant.name) and store.get(tenant.name, [eid]):
+                if tenant.reverie.episodes([eid]):
                     tenant.reverie.feedback(eid, req.importance)
                     done.append(eid)
         if req.episode_id is not None and not done:
@@ -390,9 +383,9 @@ class Service:
                                 "it ends", code="night_running")
         tenant.point_active(target)
         serving = tenant.sync(self.base)
-        if target is None and hasattr(tenant.reverie, "_reconcile"):
+        if target is None:
             with tenant.lock:       # why: episodes the dropped snapshots consolidated are new
-                tenant.reverie._reconcile()
+                tenant.reverie.reconcile()
                 tenant.refresh_memory()
         self.metrics.inc("reverie_swaps_total", tenant=tenant.name)
         return {"object": "snapshot.activation", "tenant": tenant.name,

@@ -129,14 +129,8 @@ class Tenant:
         wrote. Requests that started before keep the Serving they took."""
         with self.lock:
             r = self.reverie
-            if hasattr(r, "reload"):
-                r.reload()
-                backend, snapshot = r.backend, r.active
-            else:                                     # a facade without reload (before issue 5)
-                snapshot = snapshots.active_id(self.dir)
-                backend = base.backend if snapshot is None else Backend.load(
-                    str(self.dir / "snapshots" / snapshot), device=str(base.backend.device))
-                r.backend = backend
+            r.reload()
+            backend, snapshot = r.backend, r.active
             if backend is base.backend:
                 serving = base
             elif backend is self.serving.backend:
@@ -194,20 +188,11 @@ class Tenant:
     def unconsolidated(self) -> tuple[int, float, int]:
         """(count, summed priority, newest id) of episodes waiting for a night."""
         with self.lock:
-            if not self.memory.store.has_namespace(self.name):
-                return 0, 0.0, 0
-            row = self.memory.store.conn.execute(
-                "SELECT count(*), coalesce(sum(priority), 0), coalesce(max(id), 0) FROM episodes "
-                "WHERE namespace = ? AND status = 'new' AND private = 0 AND superseded_by IS NULL",
-                (self.name,)).fetchone()
-        return int(row[0]), float(row[1]), int(row[2])
+            return self.reverie.waiting()
 
     def episode_counts(self) -> dict:
         with self.lock:
-            rows = self.memory.store.conn.execute(
-                "SELECT status, count(*) FROM episodes WHERE namespace = ? GROUP BY status",
-                (self.name,)).fetchall()
-        return {r[0]: r[1] for r in rows}
+            return self.reverie.episode_counts()
 
     def close(self):
         with self.lock:

@@ -28,25 +28,6 @@ class NightResult:
     report: dict = field(default_factory=dict)
 
 
-def select(episodes: list, cfg: SleepConfig, count_tokens) -> list:
-    """Highest priority first, skipping private episodes and those below cfg.min_priority
-    (chatter, restatements: salience decides what is consolidated), within the budgets.
-
-    why the floor: consolidating chatter taught the model to answer small talk with its words
-    ("Q: The fire alarm test is on Thursday. A: tidy ...") instead of "I don't know."."""
-    chosen, tokens = [], 0
-    ranked = sorted((e for e in episodes if not getattr(e, "private", False)
-                     and getattr(e, "priority", 1.0) >= cfg.min_priority),
-                    key=lambda e: -getattr(e, "priority", 0.0))
-    for e in ranked:
-        n = count_tokens(e.text)
-        if len(chosen) >= cfg.budget_episodes or (chosen and tokens + n > cfg.budget_tokens):
-            break
-        chosen.append(e)
-        tokens += n
-    return chosen
-
-
 def run_night(backend: Backend, episodes: list, cfg: SleepConfig, state: SleepState,
               progress=None) -> NightResult:
     """Consolidate `episodes` (objects with .id, .text, .priority) into a candidate model."""
@@ -55,14 +36,13 @@ def run_night(backend: Backend, episodes: list, cfg: SleepConfig, state: SleepSt
     torch.manual_seed(cfg.seed + state.nights)
     rng = random.Random(cfg.seed * 1_000_003 + state.nights)
     tok = backend.tokenizer
-    # 1. select
-    chosen = select(episodes, cfg, lambda t: len(tok(t)["input_ids"]))
+    chosen = list(episodes)   # why: the lifecycle selected them (reverie.lifecycle.select)
     if not chosen:
         return NightResult(backend, [], {"skipped": "no episode to consolidate"})
     # the composition that runs (auto goes by size), checked against the config before any work
     strategy = resolve(cfg, sum(p.numel() for p in backend.model.parameters()))
     lr, epochs = rate(cfg, strategy.parts)
-    # 2. dream (after the model's own writing is sampled: its names lend the strangers theirs)
+    # 1. dream (after the model's own writing is sampled: its names lend the strangers theirs)
     progress(message=f"dreaming about {len(chosen)} episodes")
     generative = generative_samples(backend, cfg.rehearsal.generative_samples,
                                     cfg.rehearsal.generative_max_tokens, cfg.seed + state.nights,
@@ -77,7 +57,7 @@ def run_night(backend: Backend, episodes: list, cfg: SleepConfig, state: SleepSt
     material = dream(backend, [e.text for e in chosen], cfg.dream, seed=cfg.seed + state.nights,
                      others=own)
     dream_seconds = time.time() - start
-    # 3. mix with rehearsal
+    # 2. mix with rehearsal
     night = Night(cfg, state, tok, reference=backend.model, generative=generative, rng=rng,
                   lr=lr, epochs=epochs, material=material)
     parts = [part() for part in strategy.parts]
@@ -87,9 +67,9 @@ def run_night(backend: Backend, episodes: list, cfg: SleepConfig, state: SleepSt
     mix = material
     for p in parts:
         mix = p.extend(night, mix)
-    # 4. train
+    # 3. train
     stats = train(model, mix, parts, night, progress)
-    # 5. merge
+    # 4. merge
     for p in parts:
         model = p.finish(night, model)
     state.seen = update_reservoir(state.reservoir, state.seen, material,

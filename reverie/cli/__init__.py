@@ -1,6 +1,7 @@
 """The `reverie` command. Thin edges: each subcommand parses, calls one library function, formats.
 
-Subcommands live next to what they drive (reverie/<part>/cli.py) and register themselves here.
+The top floor: each subcommand module (reverie/cli/<name>.py) registers itself here and calls
+the library below it; nothing in the library imports this package.
 Errors a user can fix print one line `reverie: ...` and exit with code 2; no traceback.
 """
 
@@ -15,8 +16,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # why: no code path may reach a hub
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-COMMAND_MODULES = ("reverie.world.cli", "reverie.demo", "reverie.memory.cli", "reverie.bench.cli",
-                   "reverie.sleep.cli", "reverie.serve.cli", "reverie.gate.cli")
+COMMAND_MODULES = ("reverie.cli.world", "reverie.cli.demo", "reverie.cli.memory",
+                   "reverie.cli.bench", "reverie.cli.sleep", "reverie.cli.serve",
+                   "reverie.cli.snapshots")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -50,7 +52,3 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("reverie: interrupted", file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,18 +1,11 @@
-"""`reverie snapshots list|show ID|activate ID|diff A B|gc`, `reverie forget ID...` and
-`reverie bench gate`: parse, call one library function, format."""
+"""`reverie snapshots list|show ID|activate ID|diff A B|gc|export ID`, `reverie forget ID...`:
+parse, call one library function, format."""
 
 import json
-
-from reverie.bench import json_target
 
 
 def _print(obj):
     print(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
-
-
-def _figures(m: dict) -> dict:
-    gate = m.get("gate") or {}
-    return gate.get("candidate") or {}
 
 
 def _list(args):
@@ -52,22 +45,9 @@ def _activate(args):
         r.close()
 
 
-def diff(data_dir, a: str, b: str) -> dict:
-    """Two snapshots side by side: their probe figures and the episodes only one holds."""
-    from reverie import snapshots
-    ma, mb = snapshots.read_manifest(data_dir, a), snapshots.read_manifest(data_dir, b)
-    ea = {int(e) for m in snapshots.lineage(data_dir, a) for e in m.get("episodes", [])}
-    eb = {int(e) for m in snapshots.lineage(data_dir, b) for e in m.get("episodes", [])}
-    fa, fb = _figures(ma), _figures(mb)
-    return {"a": a, "b": b,
-            "figures": {k: [fa.get(k), fb.get(k)] for k in sorted(set(fa) | set(fb))},
-            "episodes_only_in_a": sorted(ea - eb), "episodes_only_in_b": sorted(eb - ea),
-            "lineage": {"a": [m["id"] for m in snapshots.lineage(data_dir, a)],
-                        "b": [m["id"] for m in snapshots.lineage(data_dir, b)]}}
-
-
 def _diff(args):
-    out = diff(args.data, args.a, args.b)
+    from reverie import snapshots
+    out = snapshots.diff(args.data, args.a, args.b)
     print(f"{'probe':<14}{args.a:>18}{args.b:>18}")
     for k, (x, y) in out["figures"].items():
         print(f"{k:<14}{str(x):>18}{str(y):>18}")
@@ -78,6 +58,11 @@ def _diff(args):
 def _gc(args):
     from reverie import snapshots
     _print({"removed": snapshots.gc(args.data, keep_recent=args.keep)})
+
+
+def _export(args):
+    from reverie import snapshots
+    _print(snapshots.export(args.data, args.id, args.out, merged=args.merged))
 
 
 def _forget(args):
@@ -95,7 +80,7 @@ def _data(p):
 
 def register(sub):
     snaps = sub.add_parser("snapshots", help="the models nights produced: list, show, activate "
-                                             "(rollback), diff, gc")
+                                             "(rollback), diff, gc, export")
     ssub = snaps.add_subparsers(dest="snapshots_command", metavar="ACTION",
                                 parser_class=type(snaps))
     ssub.required = True
@@ -123,6 +108,26 @@ def register(sub):
     p.add_argument("--keep", type=int, default=3, help="off-lineage snapshots kept (default 3)")
     _data(p)
     p.set_defaults(func=_gc)
+    p = ssub.add_parser(
+        "export", help="write a snapshot as a plain HF folder that transformers alone loads",
+        description="Write snapshot ID as a plain HF folder (config, safetensors, tokenizer, "
+                    "generation config, a copy of its manifest) that "
+                    "transformers.AutoModelForCausalLM.from_pretrained loads; adapters are "
+                    "merged in. The folder is written beside --out and renamed into place; an "
+                    "existing non-empty --out is refused. A scoped snapshot (manifest loader "
+                    "'reverie') applies each night's change only to text about that night's "
+                    "subjects, which plain transformers cannot express: it is refused unless "
+                    "--merged, which exports the weights with every change applied everywhere "
+                    "and records in the manifest scope_dropped and the locality it measured "
+                    "(the share of 16 neutral prompts whose 16-token greedy continuation the "
+                    "merged model writes as the scoped one does).")
+    p.add_argument("id")
+    p.add_argument("--out", required=True, help="a new (or empty) directory")
+    p.add_argument("--merged", action="store_true",
+                   help="for a scoped snapshot: export the weights with every night's change "
+                        "applied everywhere (not the gated model; locality is recorded)")
+    _data(p)
+    p.set_defaults(func=_export)
 
     p = sub.add_parser("forget", help="forget episodes from memory and from the weights "
                                       "(exact rebuild where the lineage allows); reports the "
@@ -132,36 +137,3 @@ def register(sub):
     p.add_argument("--model", default="world", help="the base model of the data directory")
     _data(p)
     p.set_defaults(func=_forget)
-
-
-def register_bench(bsub):
-    p = bsub.add_parser("gate", help="the gate: poisoned and clean nights, SIGKILLs during "
-                                     "nights and commits, deletion from the weights")
-    p.add_argument("--preset", default="full", help="full (acceptance counts, about 40 min) or "
-                                                    "quick (a few of each, minutes)")
-    p.add_argument("--quick", dest="preset", action="store_const", const="quick",
-                   help="same as --preset quick")
-    p.add_argument("--json", required=True, help="where to write the figures")
-    p.add_argument("--seed", type=int, default=0, help="seed of people, nights and kills")
-    p.add_argument("--parts", default=None,
-                   help="comma-separated parts to run (default: all): gate, clean_from_base, "
-                        "kills, deletion")
-    p.set_defaults(func=_bench_gate)
-
-
-def _bench_gate(args):
-    from reverie.bench.gate import run_gate_bench, write
-    from reverie.progress import Bar
-    out = json_target(args.json)
-    bar = Bar("bench gate")
-    try:
-        parts = [x.strip() for x in args.parts.split(",") if x.strip()] if args.parts else None
-        figures = run_gate_bench(args.preset, seed=args.seed, progress=bar, parts=parts)
-    finally:
-        bar.close()
-    write(figures, out)
-    keys = ("clean_accepted", "clean_nights", "clean_accepted_from_base", "poison_rejected",
-            "poison_nights", "kill_trials", "kill_failures", "deleted_closed_book_before",
-            "deleted_closed_book", "deleted_abstention", "retention_after_delete", "delete_path",
-            "delete_seconds", "seconds")
-    _print({k: figures.get(k) for k in keys})

@@ -2,7 +2,7 @@
 
 import json
 
-from reverie.memory import commands
+from reverie.cli import memory_commands as commands
 
 
 def _common(p, model=True, namespace="default"):

@@ -3,35 +3,11 @@
 Each opens the data directory, does one thing, closes. The CLI only parses and formats.
 """
 
-import json
 from pathlib import Path
 
 from reverie.errors import ReverieError
 from reverie.memory.memory import Memory
-
-
-def parse_lines(data: bytes, where: str = "input") -> list:
-    """Text lines or JSONL objects -> records. Blank lines separate and are skipped; a JSON line
-    must be an object with 'text'. Bad bytes name the line."""
-    records = []
-    for n, raw in enumerate(data.splitlines(), 1):
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise ReverieError(f"{where} line {n}: not valid UTF-8 (byte {e.start}); re-encode "
-                               f"the file as UTF-8") from None
-        if not line.strip():
-            continue
-        if line.lstrip().startswith("{"):
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ReverieError(f"{where} line {n}: invalid JSON ({e.msg}); write one object "
-                                   f"per line like {{\"text\": \"...\"}}") from None
-            records.append(record)
-        else:
-            records.append(line)
-    return records
+from reverie.memory.records import parse_lines
 
 
 def _backend(model: str | None, progress=None):
@@ -99,7 +75,7 @@ def prune(data_dir, namespace: str) -> dict:
 def forget(episode_id: str, data_dir, namespace: str, model: str = "world") -> dict:
     """An episode no snapshot consolidated leaves the store and its indexes (path
     "memory-only"); one in the weights goes through the lifecycle, which rebuilds them without
-    it and probes (reverie.gate.deletion)."""
+    it and probes (reverie.lifecycle.forget)."""
     with Memory(data_dir) as memory:
         episode = memory.get(episode_id, namespace)
         if episode.snapshot is None:

@@ -15,7 +15,8 @@ Then a probe: questions about each forgotten text (the gate's stored ones and fr
 model writes open-book), asked closed-book: how many it still answers, how many it abstains on.
 
 A journal (data_dir/forget.pending.json) is written first and removed last; Reverie finishes an
-interrupted deletion when it next opens the data directory.
+interrupted deletion when it next opens the data directory. The night replays consolidate
+exactly the episodes each manifest kept (the selection was made when the night first ran).
 """
 
 import copy
@@ -27,6 +28,7 @@ from types import SimpleNamespace
 from reverie import snapshots
 from reverie.errors import ReverieError
 from reverie.gate import probes as P
+from reverie.lifecycle.state import commit, load_state
 from reverie.models.prompts import ABSTAIN, is_abstention
 from reverie.sleep.config import SleepConfig, upgrade
 from reverie.sleep.night import run_night
@@ -51,8 +53,7 @@ def forget(r, episode_id) -> dict:
     chain = snapshots.lineage(r.data_dir, r.active)
     texts = {e["id"]: e["text"] for m in chain for e in m.get("night", {}).get("episodes", [])
              if e["id"] in ids}
-    in_store = {e.id: e for e in r.memory.store.get(r.namespace, ids)} \
-        if r.memory.store.has_namespace(r.namespace) else {}
+    in_store = {e.id: e for e in r.episodes(ids)}
     missing = [i for i in ids if i not in in_store and i not in texts
                and not any(i in m.get("episodes", []) for m in chain)]
     if missing and not resuming:
@@ -61,10 +62,10 @@ def forget(r, episode_id) -> dict:
     for i, e in in_store.items():
         texts.setdefault(i, r.memory.current_text(e))
     r.data_dir.mkdir(parents=True, exist_ok=True)
-    snapshots._write_durable(journal, json.dumps(ids))
+    snapshots.write_durable(journal, json.dumps(ids))
 
     # questions to probe with, gathered while the model still knows the answers
-    stored = [(p["question"], p["answer"]) for p in r.gate._all_retention()
+    stored = [(p["question"], p["answer"]) for p in r.gate.retention_questions()
               if p["episode"] is not None and int(p["episode"]) in ids]
     written = P.write_questions(r.backend, [texts[i] for i in sorted(texts)],
                                 2 * r.gate.cfg.questions_per_episode)
@@ -108,8 +109,8 @@ def _rebuild(r, nights: list[dict], forgotten: set) -> int:
     forgotten episodes; commit each rebuilt night, then serve the last. Returns nights replayed."""
     from reverie import config
     parent = nights[0]["parent"]
-    backend = snapshots.load(r.data_dir, parent) if parent else r._base_backend()
-    state = snapshots.load_state(snapshots.root(r.data_dir) / parent if parent else None)
+    backend = snapshots.load(r.data_dir, parent) if parent else r.base_backend()
+    state = load_state(snapshots.root(r.data_dir) / parent if parent else None)
     renamed, replayed = {}, 0
     for m in nights:
         night = m["night"]
@@ -122,7 +123,7 @@ def _rebuild(r, nights: list[dict], forgotten: set) -> int:
                                     private=False) for e in kept]
         before = state.nights
         result = run_night(backend, episodes, cfg, state)
-        parent = snapshots.commit(r.data_dir, result.candidate, {
+        parent = commit(r.data_dir, result.candidate, {
             "parent": parent, "strategy": result.report["strategy"],
             "namespace": m.get("namespace"),
             "base": m.get("base", r.base), "episodes": result.episodes,
@@ -143,7 +144,7 @@ def _rebuild(r, nights: list[dict], forgotten: set) -> int:
             for old, new in renamed.items():
                 for eid in store.select_ids(ns, "snapshot = ?", params=(old,)):
                     store.update(ns, eid, snapshot=new)
-    r._swap(parent, backend, state)
+    r.swap(parent, backend, state)
     return replayed
 
 
@@ -173,7 +174,7 @@ def _unlearn(r, questions: list[str], ids: list[int]) -> None:
     from reverie.sleep.train import train
     cfg = copy.deepcopy(r.sleep_cfg)
     cfg.train.epochs, cfg.train.lr = r.gate.cfg.lesson_epochs, r.gate.cfg.lesson_lr
-    keep = [(p["question"], p["answer"]) for p in r.gate._all_retention()
+    keep = [(p["question"], p["answer"]) for p in r.gate.retention_questions()
             if p["episode"] is None or int(p["episode"]) not in ids]
     if not keep:        # no gate sample yet (gate off): what the model knows, from its writing
         keep = [(p["question"], p["answer"])
@@ -202,13 +203,13 @@ def _unlearn(r, questions: list[str], ids: list[int]) -> None:
         model = p.finish(night, model)
     from reverie.models.backend import Backend
     candidate = Backend(model.eval(), r.backend.tokenizer, r.backend.path)
-    sid = snapshots.commit(r.data_dir, candidate, {
+    sid = commit(r.data_dir, candidate, {
         "parent": r.active, "strategy": "unlearn", "namespace": r.namespace, "base": r.base,
         "episodes": [], "unlearned": ids,
         "gate": {"decision": "unlearned", "reasons": [f"taught to abstain on {len(questions)} "
                                                       f"questions about forgotten episodes"]}},
         state=state)
-    r._swap(sid, candidate, state)
+    r.swap(sid, candidate, state)
 
 
 def _share(n, total) -> float:

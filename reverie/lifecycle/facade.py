@@ -5,7 +5,8 @@ A Reverie holds one data directory: the hippocampus (memory.sqlite), the snapsho
 produced (snapshots/<id>/, reverie.snapshots), `active` (the id of the one that serves), the
 gate's log and retention sample (reverie.gate). A night (`sleep`) reads top to bottom:
 
-  select -> gate.prepare (active model) -> run_night (select, dream, mix, train, merge)
+  select (lifecycle/select.py: the one rule) -> gate.prepare (active model)
+  -> run_night (dream, mix, train, merge: exactly the selected episodes)
   -> gate.judge (candidate) -> [retry once, conservatively] -> log
   -> accept: commit the snapshot (with the night's SleepState), move `active`, swap,
              mark the episodes consolidated, add the night's questions to retention, prune
@@ -13,10 +14,10 @@ gate's log and retention sample (reverie.gate). A night (`sleep`) reads top to b
              GateConfig.hold_after refused nights an episode waits outside the selection).
 
 Crash safety: marking comes after `active` moves, so no episode is ever marked consolidated
-without its committed snapshot; on open, `_reconcile` rolls forward (episodes the active lineage
-consolidated but a kill left unmarked) and back (episodes marked by snapshots outside the active
-lineage, after a rollback, are new again). A deletion writes a journal first and is resumed on
-open if a kill interrupted it.
+without its committed snapshot; on open, `reconcile` (lifecycle/reconcile.py) rolls forward
+(episodes the active lineage consolidated but a kill left unmarked) and back (episodes marked
+by snapshots outside the active lineage, after a rollback, are new again). A deletion
+(lifecycle/forget.py) writes a journal first and is resumed on open if a kill interrupted it.
 """
 
 import copy
@@ -26,16 +27,20 @@ import time
 from pathlib import Path
 
 from reverie import snapshots
-from reverie.gate import deletion
 from reverie.gate.config import GateConfig
 from reverie.gate.gate import Gate
+from reverie.lifecycle import forget as deletion
+from reverie.lifecycle.reconcile import problems, reconcile
+from reverie.lifecycle.select import select
+from reverie.lifecycle.state import commit, load_state
 from reverie.memory.config import MemoryConfig
-from reverie.memory.memory import Memory
+from reverie.memory.memory import Memory, Recalled
 from reverie.memory.salience import surprise_scorer
 from reverie.models.backend import Backend, resolve
-from reverie.sleep.config import SleepConfig
-from reverie.sleep.night import run_night, select
 from reverie.sleep import strategies
+from reverie.sleep.config import SleepConfig
+from reverie.sleep.night import run_night
+
 
 class Reverie:
     def __init__(self, data_dir, model: "str | Backend" = "world", sleep: SleepConfig | None = None,
@@ -54,14 +59,14 @@ class Reverie:
         else:
             self.backend = self._base or Backend.load(model, progress=progress)
             self._base = self.backend
-        self.state = snapshots.load_state(snapshots.active_dir(self.data_dir))
+        self.state = load_state(snapshots.active_dir(self.data_dir))
         tok = self.backend.tokenizer
         self.memory = Memory(self.data_dir, memory, embedder=embedder,
                              scorer=surprise_scorer(self.backend), now=now,
                              count_tokens=lambda t: len(tok(t, add_special_tokens=False)["input_ids"]))
         self.gate = Gate(self.data_dir, gate or GateConfig())
         self.nights: list[dict] = []
-        self.recovered = self._reconcile()
+        self.recovered = self.reconcile()
         journal = self.data_dir / deletion.JOURNAL
         if journal.is_file():            # a deletion a kill interrupted: finish it
             self.recovered["forget_resumed"] = self.forget(json.loads(journal.read_text()))
@@ -78,20 +83,57 @@ class Reverie:
                     for q in questions]
         return self.backend.answer(questions, contexts, **kw)
 
+    def has_episodes(self) -> bool:
+        """Whether this namespace ever stored an episode."""
+        return self.memory.has_namespace(self.namespace)
+
+    def context(self, query: str) -> Recalled:
+        """The recalled episodes a question would be answered with (empty before any)."""
+        if not query.strip() or not self.has_episodes():
+            return Recalled("", [], 0)
+        return self.memory.context(query, self.namespace)
+
+    def recall(self, query: str, k: int | None = None) -> list:
+        """Episodes recall returns for `query`, best first ([] before any is stored)."""
+        return self.memory.recall(query, self.namespace, k) if self.has_episodes() else []
+
+    def episodes(self, ids) -> list:
+        """The stored episodes among `ids` (those deleted or never stored are left out)."""
+        return self.memory.store.get(self.namespace, [int(i) for i in ids]) \
+            if self.has_episodes() else []
+
+    def forget_from_memory(self, episode_id) -> dict:
+        """Delete an episode from the hippocampus only; the weights are `forget`'s business
+        (the service runs that in a child process). The report names the snapshot that
+        consolidated it, if any."""
+        return self.memory.forget(episode_id, self.namespace)
+
+    def waiting(self) -> tuple[int, float, int]:
+        """(count, summed priority, newest id) of the episodes waiting for a night."""
+        return self.memory.waiting(self.namespace)
+
+    def episode_counts(self) -> dict:
+        """Episodes of this namespace by status."""
+        return self.memory.counts(self.namespace)
+
+    def release_all(self, label: str = "released") -> dict:
+        """Mark every waiting episode consolidated (under `label`, no snapshot) and release
+        them at once: what recall alone keeps once the hippocampus lets go. The lifelong
+        benchmark's rag baseline measures it; a real night never does this."""
+        ids = [e.id for e in self.memory.select_for_sleep(self.namespace, limit=None)]
+        self.memory.mark_consolidated(ids, label, self.namespace)
+        return self.memory.prune(self.namespace, release_after_days=0)
+
     # ------------------------------------------------------------ night
     def sleep(self, progress=None) -> dict:
         """One night behind the gate. The report has run_night's figures plus `accepted`,
         `snapshot` (the new id, or None) and `gate` (decision, reasons, probe figures)."""
-        if not self.memory.store.has_namespace(self.namespace):
+        if not self.has_episodes():
             return self._skipped()
         cfg, tok = self.sleep_cfg, self.backend.tokenizer
-        held = self.gate.held()
-        pool = [e for e in self.memory.select_for_sleep(self.namespace,
-                                                        limit=cfg.budget_episodes + len(held))
-                if e.id not in held][:cfg.budget_episodes]
-        for e in pool:  # why: consolidate what is still true, not sentences since replaced
-            e.text = self.memory.current_text(e)
-        chosen = select(pool, cfg, lambda t: len(tok(t)["input_ids"]))
+        chosen = select(self.memory.select_for_sleep(self.namespace, limit=None), cfg,
+                        lambda t: len(tok(t)["input_ids"]), held=self.gate.held(),
+                        current_text=self.memory.current_text)
         if not chosen:
             return self._skipped()
         lineage_ids = {m["id"] for m in snapshots.lineage(self.data_dir, self.active)}
@@ -115,12 +157,12 @@ class Reverie:
                                   for e in chosen if e.id in set(result.episodes)],
                      "sleep": dataclasses.asdict(cfg), "seed": cfg.seed,
                      "state_nights": self.state.nights}
-            sid = snapshots.commit(self.data_dir, result.candidate, {
+            sid = commit(self.data_dir, result.candidate, {
                 "parent": self.active, "strategy": result.report["strategy"],
                 "namespace": self.namespace,
                 "base": self.base, "episodes": result.episodes, "night": night,
                 "gate": report["gate"], "metrics": _numbers(result.report)}, state=state)
-            self._swap(sid, result.candidate, state)
+            self.swap(sid, result.candidate, state)
             snapshots.crash_point("active-moved")
             self.memory.mark_consolidated(result.episodes, sid, self.namespace)
             snapshots.crash_point("marked")
@@ -144,7 +186,10 @@ class Reverie:
             return {"decision": "accept", "reasons": ["gate disabled"]}
         return self.gate.judge(suite, candidate)
 
-    def _swap(self, sid: str | None, backend: Backend, state) -> None:
+    def swap(self, sid: str | None, backend: Backend, state) -> None:
+        """Serve `backend` as snapshot `sid` (None: the base model) with the SleepState its
+        night left; the memory's surprise follows the model that serves. The caller has
+        committed `sid` and moved `active` already."""
         self.active, self.backend, self.state = sid, backend, state
         self.memory.scorer = surprise_scorer(backend)
 
@@ -154,52 +199,33 @@ class Reverie:
         lineage consolidated become new again."""
         snapshots.set_active(self.data_dir, snapshot_id)
         self.reload()
-        return {"active": snapshot_id, **self._reconcile()}
+        return {"active": snapshot_id, **self.reconcile()}
 
     def reload(self) -> bool:
         """Re-read `active` (another process may have run a night) and serve it if it changed."""
         sid = snapshots.active_id(self.data_dir)
         if sid == self.active:
             return False
-        backend = snapshots.load(self.data_dir, sid) if sid else self._base_backend()
-        self._swap(sid, backend, snapshots.load_state(snapshots.active_dir(self.data_dir)))
+        backend = snapshots.load(self.data_dir, sid) if sid else self.base_backend()
+        self.swap(sid, backend, load_state(snapshots.active_dir(self.data_dir)))
         self.memory.index = None   # why: the other process changed which episodes are recallable
         return True
 
-    def _base_backend(self) -> Backend:
+    def base_backend(self) -> Backend:
+        """The base model the data directory's nights started from (loaded on first use)."""
         if self._base is None:
             self._base = Backend.load(self.base)
         return self._base
 
-    def _reconcile(self) -> dict:
-        """Make episode marks agree with the active lineage (see the module docstring)."""
-        chain = snapshots.lineage(self.data_dir, self.active)
-        owner = {int(e): m["id"] for m in chain for e in m.get("episodes", [])}
-        lineage_ids = {m["id"] for m in chain}
-        store = self.memory.store
-        forward = back = 0
-        with store.transaction():
-            for ns in store.namespaces():
-                unmarked = store.get(ns, store.select_ids(ns, "status = 'new'"))
-                for e in unmarked:
-                    if e.id in owner and not e.private:
-                        store.update(ns, e.id, status="consolidated", snapshot=owner[e.id])
-                        forward += 1
-                marked = store.get(ns, store.select_ids(
-                    ns, "status IN ('consolidated', 'released')"))
-                for e in marked:
-                    if e.snapshot in lineage_ids:
-                        continue
-                    if e.id in owner:      # a rebuilt line consolidated it too (deletion)
-                        store.update(ns, e.id, snapshot=owner[e.id])
-                    else:
-                        store.update(ns, e.id, status="new", snapshot=None, reservoir=0)
-                        back += 1
-        if back:
-            self.memory.index = None
-        if forward and store.has_namespace(self.namespace):
-            self.memory.prune(self.namespace)
-        return {"rolled_forward": forward, "reopened": back}
+    def reconcile(self) -> dict:
+        """Make episode marks agree with the active lineage (see the module docstring);
+        returns {"rolled_forward": n, "reopened": n}."""
+        return reconcile(self.data_dir, self.active, self.memory, self.namespace)
+
+    def problems(self) -> list[str]:
+        """What disagrees between the store and the active lineage, one line each (empty:
+        consistent); the gate benchmark checks this after each kill."""
+        return problems(self.data_dir, self.active, self.memory)
 
     # ------------------------------------------------------------ deletion
     def forget(self, episode_id) -> dict:

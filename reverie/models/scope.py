@@ -1,0 +1,169 @@
+"""The runtime of a scoped night's change: each night's trigger and deltas on a model, the hooks
+that apply them, and their files beside a standard HF folder. Sleep's scope strategy
+(reverie.sleep.strategies.scope) trains them; the backend loads and saves them.
+
+A scoped layer uses a night's change (delta = after - before) only from the first token whose
+input at the trigger's layer matches a mention of one of that night's subjects; text that names
+none of them runs through the weights of before, exactly. Nights stack: each keeps its own
+trigger and deltas.
+
+On disk (reverie's loader reads it back): the standard folder's weights hold every night's
+change, so plain transformers reads the model as trained, everywhere; `scope.json` and
+`scope.safetensors` beside them hold each night's trigger and deltas.
+"""
+
+import functools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+FILE, TENSORS = "scope.json", "scope.safetensors"
+
+
+def decoder_layers(model):
+    inner = getattr(model, "model", None)
+    layers = getattr(inner, "layers", None)
+    if layers is None:
+        raise ValueError(f"the scope needs a decoder with model.model.layers (Llama, Qwen, "
+                         f"Mistral...); {type(model).__name__} has none: use --strategy cls "
+                         f"or cls-lora")
+    return layers
+
+@dataclass
+class Trigger:
+    """Fires on a token whose input at `layer` matches one of `keys` above `threshold`."""
+    layer: int
+    mean: torch.Tensor       # (d,) of the model's own writing at the layer's input
+    whiten: torch.Tensor     # (d, d)
+    keys: torch.Tensor       # (n, d) whitened mentions, unit rows
+    threshold: float
+
+    def to(self, device) -> "Trigger":
+        return Trigger(self.layer, self.mean.to(device), self.whiten.to(device),
+                       self.keys.to(device), self.threshold)
+
+    def score(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(batch, seq, d) -> (batch, seq): best whitened cosine against the keys."""
+        z = F.normalize((hidden.float() - self.mean) @ self.whiten, dim=-1)
+        return (z @ self.keys.T).max(-1).values
+
+
+@dataclass
+class Entry:
+    """One night: its trigger, subjects and deltas (module name -> after - before)."""
+    trigger: Trigger
+    subjects: list
+    deltas: dict = field(default_factory=dict)
+    bases: dict = field(default_factory=dict)   # while the night trains: module -> before
+    mask: torch.Tensor | None = None             # (batch, seq) of the forward under way
+    carried: torch.Tensor | None = None          # (batch,) fired before, when decoding
+
+
+class ScopeSet:
+    """Every night's entry on one model, and the hooks that apply them. Kept on the model as a
+    plain attribute, so copy.deepcopy(model) copies entries and hooks together."""
+
+    def __init__(self):
+        self.entries: list[Entry] = []
+        self.layers: set = set()
+        self.modules: set = set()
+
+    def add(self, model, entry: Entry):
+        self.entries.append(entry)
+        layers = decoder_layers(model)
+        if entry.trigger.layer not in self.layers:
+            layers[entry.trigger.layer].register_forward_pre_hook(
+                functools.partial(self._trigger, entry.trigger.layer), with_kwargs=True)
+            self.layers.add(entry.trigger.layer)
+        for name in list(entry.deltas) + list(entry.bases):
+            if name not in self.modules:
+                model.get_submodule(name).register_forward_hook(
+                    functools.partial(self._apply, name))
+                self.modules.add(name)
+
+    def _trigger(self, layer: int, module, args, kwargs):
+        hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
+        cache = next((kwargs[k] for k in ("cache", "past_key_values", "past_key_value")
+                      if kwargs.get(k) is not None), None)
+        fresh = cache is None or cache.get_seq_length(layer) == 0
+        for e in self.entries:
+            if e.trigger.layer != layer:
+                continue
+            with torch.no_grad():
+                fired = torch.cummax((e.trigger.score(hidden) > e.trigger.threshold).int(),
+                                     1).values.bool()
+            if not fresh and e.carried is not None and len(e.carried) == len(fired):
+                fired = fired | e.carried[:, None]
+            e.carried = fired[:, -1]
+            e.mask = fired
+
+    def _apply(self, name: str, module, args, out):
+        x = args[0]
+        for e in self.entries:
+            if name in e.bases:
+                delta = module.weight - e.bases[name]
+            elif name in e.deltas:
+                delta = e.deltas[name]
+            else:
+                continue
+            if e.mask is None or e.mask.shape != x.shape[:-1]:
+                raise RuntimeError(f"scope: no trigger ran before {name} (layer "
+                                   f"{e.trigger.layer} runs first)")
+            off = (~e.mask)[..., None].to(out.dtype)
+            out = out - off * F.linear(x, delta.to(x.dtype))
+        return out
+
+
+def scope_of(model) -> ScopeSet | None:
+    return getattr(model, "_reverie_scope", None)
+
+
+def add_entry(model, entry: Entry) -> None:
+    scope = scope_of(model)
+    if scope is None:
+        scope = ScopeSet()
+        model._reverie_scope = scope
+    scope.add(model, entry)
+
+# ------------------------------------------------------------------ on disk
+def save(model, path) -> None:
+    """Write the model's scope beside its standard folder (nothing when it has none)."""
+    scope = scope_of(model)
+    if scope is None or not scope.entries:
+        return
+    from safetensors.torch import save_file
+    tensors, meta = {}, []
+    for k, e in enumerate(scope.entries):
+        if e.bases:
+            raise ValueError("scope: a night is still training; finish it before saving")
+        t = e.trigger
+        tensors.update({f"{k}.mean": t.mean, f"{k}.whiten": t.whiten, f"{k}.keys": t.keys})
+        tensors.update({f"{k}.delta.{n}": d.float().contiguous().cpu()
+                        for n, d in e.deltas.items()})
+        meta.append({"layer": t.layer, "threshold": t.threshold, "subjects": e.subjects,
+                     "modules": sorted(e.deltas)})
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(Path(path) / TENSORS))
+    (Path(path) / FILE).write_text(json.dumps({"version": 1, "entries": meta}, indent=1))
+
+
+def load(model, path) -> None:
+    """Put back the scope saved in `path`, if there is one."""
+    path = Path(path)
+    if not (path / FILE).is_file():
+        return
+    from safetensors.torch import load_file
+    meta = json.loads((path / FILE).read_text())
+    if not (path / TENSORS).is_file():
+        raise ValueError(f"{str(path / FILE)!r} names deltas but {TENSORS} is missing: copy the "
+                         f"whole folder")
+    tensors = load_file(str(path / TENSORS))
+    device = next(model.parameters()).device
+    for k, m in enumerate(meta["entries"]):
+        trigger = Trigger(m["layer"], tensors[f"{k}.mean"].to(device),
+                          tensors[f"{k}.whiten"].to(device), tensors[f"{k}.keys"].to(device),
+                          float(m["threshold"]))
+        deltas = {n: tensors[f"{k}.delta.{n}"].to(device) for n in m["modules"]}
+        add_entry(model, Entry(trigger, m["subjects"], deltas=deltas))
