@@ -1,4 +1,4 @@
-"""The acceptance path of issue 6 on the real server (loopback, random port) with the official
+"""The service end to end on the real server (loopback, random port) with the official
 openai client: teach facts through chat, answer them at once through recall, sleep in a child
 process while requests keep coming, swap, answer with recall off; and a second tenant that never
 sees the first one's facts, in its memory or in its weights."""
