@@ -142,3 +142,17 @@ def test_the_one_selection_rule():
     assert [e.id for e in select(eps, cfg, words, held={3},
                                  current_text=lambda e: e.text.upper())] == [5, 1, 4]
     assert eps[4].text == "G H I"              # the text as it stands now is what is counted
+
+
+def test_a_setting_auto_ignores_on_this_model_fails_before_the_night(tmp_path, world_backend):
+    from reverie.errors import ReverieError
+    from reverie.sleep.strategies.scope import ScopeConfig
+    cfg = small_night("auto")
+    cfg.scope = ScopeConfig(lr=1e-3)      # auto runs cls on the 6.2M-parameter world model
+    r = Reverie(tmp_path, model=world_backend, sleep=cfg, gate=NO_GATE)
+    r.ingest(DAY)
+    with pytest.raises(ReverieError, match=r"sleep config: scope\.\* is set but strategy cls has "
+                                           r"no scope part"):
+        r.sleep()
+    assert r.active is None and snapshots.list_snapshots(tmp_path) == []
+    r.close()

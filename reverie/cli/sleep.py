@@ -34,6 +34,7 @@ def _sleep(args):
     finally:
         bar.close()
         r.close()
-    keys = ("snapshot", "strategy", "strategy_why", "parts", "lr", "epochs", "episodes", "material", "steps", "train_tokens",
-            "tokens_per_s", "final_loss", "sleep_seconds", "skipped")
+    keys = ("snapshot", "accepted", "strategy", "strategy_why", "parts", "lr", "epochs",
+            "episodes", "material", "steps", "train_tokens", "tokens_per_s", "final_loss",
+            "sleep_seconds", "gate", "skipped")
     print(json.dumps({k: report[k] for k in keys if k in report}, indent=2))

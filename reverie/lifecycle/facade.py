@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from reverie import snapshots
+from reverie.errors import ReverieError
 from reverie.gate.config import GateConfig
 from reverie.gate.gate import Gate
 from reverie.lifecycle import forget as deletion
@@ -131,6 +132,10 @@ class Reverie:
         if not self.has_episodes():
             return self._skipped()
         cfg, tok = self.sleep_cfg, self.backend.tokenizer
+        try:  # auto resolves by the model's size: what that strategy ignores fails here, early
+            strategies.resolve(cfg, self.backend.n_params)
+        except ValueError as e:
+            raise ReverieError(f"sleep config: {e}") from None
         chosen = select(self.memory.select_for_sleep(self.namespace, limit=None), cfg,
                         lambda t: len(tok(t)["input_ids"]), held=self.gate.held(),
                         current_text=self.memory.current_text)
