@@ -91,12 +91,15 @@ def test_chat_teaches_recalls_and_keeps_tenants_apart(server):
     assert off == "I don't know." and r.model_extra["reverie"]["recalled"] == []
     off, _ = ask(alice, "Where was Ada Quill born?", extra_headers={"X-Reverie-Recall": "off"})
     assert off == "I don't know."
-    # bob's memory is his own: nothing recalled, nothing found
+    # bob's memory is his own: nothing recalled, nothing about her found (search ranks every
+    # episode a tenant has, so other tests' episodes may be listed: only hers are checked)
     answer, r = ask(bob, "Where was Ada Quill born?")
     assert answer == "I don't know." and r.model_extra["reverie"]["recalled"] == []
-    assert raw(server, "GET", "/v1/episodes/search?q=Ada+Quill", key="key-bob")[1]["data"] == []
+    found = raw(server, "GET", "/v1/episodes/search?q=Ada+Quill", key="key-bob")[1]["data"]
+    assert [e for e in found if "Ada Quill" in e["text"]] == []
     found = raw(server, "GET", "/v1/episodes/search?q=Ada+Quill")[1]["data"]
-    assert [e["id"] for e in found] == stored and found[0]["text"] == FACT
+    assert [e["id"] for e in found if "Ada Quill" in e["text"]] == stored
+    assert found[0]["id"] == stored[0] and found[0]["text"] == FACT
 
 
 def test_streaming_choices_usage_and_stop(server):
@@ -123,18 +126,26 @@ def test_streaming_choices_usage_and_stop(server):
     assert sample(7) == sample(7)
 
 
-def test_text_completions_and_models(server, world_backend):
+def test_text_completions_and_models(server):
     c = client(server)
-    off = c.completions.create(model="world", prompt="Q: Where was Ada Quill born?\nA:")
+    fact, prompt = "Mara Holt studied geology at Pinecrest Institute.", \
+        "Q: Where did Mara Holt study?\nA:"
+    status, out = raw(server, "POST", "/v1/episodes", {"text": fact})   # this test's own episode
+    assert status == 201
+    off = c.completions.create(model="world", prompt=prompt)
     assert off.choices[0].text == "I don't know." and off.object == "text_completion"
-    # why no answer check: raw text is not the chat format the model was trained on, so what it
-    # makes of a recalled context there is luck; what must hold is that recall reached the prompt
-    on = c.completions.create(model="world", prompt="Q: Where was Ada Quill born?\nA:",
+    on = c.completions.create(model="world", prompt=prompt,
                               extra_body={"reverie": {"recall": True}})
-    n_fact = len(world_backend.tokenizer(FACT)["input_ids"])
-    assert on.usage.prompt_tokens >= off.usage.prompt_tokens + n_fact
-    assert len(on.model_extra["reverie"]["recalled"]) == 1
-    assert on.choices[0].text != "I don't know."
+    assert on.model_extra["reverie"]["recalled"] == [out["data"][0]["id"]]
+    # recall puts the episode above the prompt, nothing else: the same text as writing it there
+    by_hand = c.completions.create(model="world", prompt=f"{fact}\n{prompt}")
+    assert on.usage.prompt_tokens == by_hand.usage.prompt_tokens > off.usage.prompt_tokens
+    assert on.choices[0].text == by_hand.choices[0].text
+    # the answer read from it: right here; raw text is not the chat format the model was
+    # trained on, and some questions read wrong in it (measured with the phase 10 model: "Where
+    # was Ada Quill born?" over "Ada Quill was born in Oslo. ..." gives "Geneva", where the chat
+    # endpoint answers "Oslo"), so the pin is this question's measured answer
+    assert on.choices[0].text == "Pinecrest Institute"
     assert [m.id for m in c.models.list()] == ["world"]
 
 
@@ -233,7 +244,10 @@ def test_openai_client_raises_typed_errors(server):
 # ---------------------------------------------------------------- operations
 def test_healthz_metrics_and_openapi(server):
     assert raw(server, "GET", "/healthz", key=None)[1]["status"] == "ok"
+    status, _ = raw(server, "POST", "/v1/episodes", {"text": "Nina Brandt studied law."})
+    assert status == 201                                  # alice has a new episode to count
     ask(client(server), "Where was Ada Quill born?")
+    assert raw(server, "GET", "/v1/nowhere")[0] == 404    # and an unmatched route to count
     _, text = raw(server, "GET", "/metrics", key=None)
     for needle in ('reverie_requests_total{method="POST",route="/v1/chat/completions",'
                    'status="200"}', 'reverie_request_seconds_bucket{le="+Inf",'
