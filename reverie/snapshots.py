@@ -225,6 +225,12 @@ def list_snapshots(data_dir) -> list[dict]:
     return sorted(out, key=lambda m: (m["created_at"], m["id"]))
 
 
+def verified(manifest: dict) -> list[int]:
+    """The episodes a snapshot's weights were verified to hold (its gate answered all their
+    probes): what may leave recall. Older manifests list only the episodes trained on."""
+    return [int(e) for e in manifest.get("verified", manifest.get("episodes", []))]
+
+
 def lineage(data_dir, sid: str | None) -> list[dict]:
     """Manifests from the oldest ancestor down to `sid` (empty for None)."""
     chain = []

@@ -156,3 +156,54 @@ def test_a_setting_auto_ignores_on_this_model_fails_before_the_night(tmp_path, w
         r.sleep()
     assert r.active is None and snapshots.list_snapshots(tmp_path) == []
     r.close()
+
+
+def test_only_episodes_the_gate_saw_answered_leave_the_night_marked(tmp_path, world_backend,
+                                                                     monkeypatch):
+    from reverie.gate.gate import Suite
+    r = Reverie(tmp_path, model=world_backend, sleep=small_night(), gate=GateConfig())
+    held, missed = [x.id for x in r.ingest(["Ada Quill was born in Oslo.",
+                                            "Otto Vance studied at Eastfield University."])]
+    probes = [{"question": q, "answer": a, "episode": e} for q, a, e in (
+        ("Where was Ada Quill born?", "Oslo", held), ("Ada Quill's birthplace?", "Oslo", held),
+        ("Where did Otto Vance study?", "Eastfield University", missed))]
+    monkeypatch.setattr(r.gate, "prepare", lambda *a, **k: Suite(probes, [], [], [], []))
+    # the candidate answered both of Ada's probes and not Otto's
+    monkeypatch.setattr(r.gate, "judge", lambda suite, cand: {
+        "decision": "accept", "reasons": [], "acquired": [0, 1]})
+    report = r.sleep()
+    assert report["accepted"] and report["verified"] == [held]
+    manifest = json.loads((tmp_path / "snapshots" / report["snapshot"] / "manifest.json")
+                          .read_text())
+    assert sorted(manifest["episodes"]) == sorted([held, missed])
+    assert manifest["verified"] == [held]
+    status = lambda rv: {e.id: e.status for e in rv.episodes([held, missed])}  # noqa: E731
+    assert status(r) == {held: "consolidated", missed: "new"}
+    r.close()
+    again = Reverie(tmp_path, model=world_backend, sleep=small_night(), gate=GateConfig())
+    assert again.recovered["rolled_forward"] == 0 and status(again)[missed] == "new"
+    again.close()
+
+
+def test_a_night_fails_at_once_while_another_process_holds_the_data_directory(tmp_path,
+                                                                                world_backend):
+    from reverie.errors import ReverieError
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\n"
+        "from reverie.lifecycle.lock import exclusive\n"
+        f"with exclusive({str(tmp_path)!r}, 'a night'):\n"
+        "    print('held', flush=True); time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        r = Reverie(tmp_path, model=world_backend, sleep=small_night(), gate=NO_GATE)
+        r.ingest(DAY)
+        with pytest.raises(ReverieError, match=rf"is busy \(a night in process {holder.pid}\)"):
+            r.sleep()
+        with pytest.raises(ReverieError, match="is busy"):
+            r.forget(1)
+        assert r.active is None
+    finally:
+        holder.kill()
+        holder.wait()
+    assert r.sleep()["accepted"]    # the kernel let go of the dead holder's lock
+    r.close()

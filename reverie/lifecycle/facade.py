@@ -31,6 +31,7 @@ from reverie.errors import ReverieError
 from reverie.gate.config import GateConfig
 from reverie.gate.gate import Gate
 from reverie.lifecycle import forget as deletion
+from reverie.lifecycle.lock import exclusive
 from reverie.lifecycle.reconcile import problems, reconcile
 from reverie.lifecycle.select import select
 from reverie.lifecycle.state import commit, load_state
@@ -128,7 +129,14 @@ class Reverie:
     # ------------------------------------------------------------ night
     def sleep(self, progress=None) -> dict:
         """One night behind the gate. The report has run_night's figures plus `accepted`,
-        `snapshot` (the new id, or None) and `gate` (decision, reasons, probe figures)."""
+        `snapshot` (the new id, or None), `verified` (the episodes whose probes the new weights
+        answer: they may leave recall) and `gate` (decision, reasons, probe figures). Another
+        process's night, deletion or rollback on the same data directory makes it fail at once
+        (reverie.lifecycle.lock)."""
+        with exclusive(self.data_dir, "a night"):
+            return self._night(progress)
+
+    def _night(self, progress=None) -> dict:
         if not self.has_episodes():
             return self._skipped()
         cfg, tok = self.sleep_cfg, self.backend.tokenizer
@@ -162,14 +170,18 @@ class Reverie:
                                   for e in chosen if e.id in set(result.episodes)],
                      "sleep": dataclasses.asdict(cfg), "seed": cfg.seed,
                      "state_nights": self.state.nights}
+            held = verified(suite, verdict, result.episodes)
+            report["verified"] = held
             sid = commit(self.data_dir, result.candidate, {
                 "parent": self.active, "strategy": result.report["strategy"],
-                "namespace": self.namespace,
-                "base": self.base, "episodes": result.episodes, "night": night,
-                "gate": report["gate"], "metrics": _numbers(result.report)}, state=state)
+                "namespace": self.namespace, "base": self.base, "episodes": result.episodes,
+                "verified": held, "night": night, "gate": report["gate"],
+                "metrics": _numbers(result.report)}, state=state)
             self.swap(sid, result.candidate, state)
             snapshots.crash_point("active-moved")
-            self.memory.mark_consolidated(result.episodes, sid, self.namespace)
+            # why: an episode leaves recall only once the weights answer it; the others stay
+            # new and return to the next night (trained on here, listed in "episodes")
+            self.memory.mark_consolidated(held, sid, self.namespace)
             snapshots.crash_point("marked")
             if suite is not None:
                 self.gate.remember(suite, verdict, sid)
@@ -202,9 +214,10 @@ class Reverie:
     def activate(self, snapshot_id: str) -> dict:
         """Rollback (or forward): serve `snapshot_id`; episodes only snapshots outside its
         lineage consolidated become new again."""
-        snapshots.set_active(self.data_dir, snapshot_id)
-        self.reload()
-        return {"active": snapshot_id, **self.reconcile()}
+        with exclusive(self.data_dir, "a rollback"):
+            snapshots.set_active(self.data_dir, snapshot_id)
+            self.reload()
+            return {"active": snapshot_id, **self.reconcile()}
 
     def reload(self) -> bool:
         """Re-read `active` (another process may have run a night) and serve it if it changed."""
@@ -238,10 +251,23 @@ class Reverie:
         consolidated them, from the weights: rebuild from the snapshot before the first night
         that consolidated one, replaying the later nights without them (path "exact"); then
         probe that the model no longer answers them closed-book."""
-        return deletion.forget(self, episode_id)
+        with exclusive(self.data_dir, "a deletion"):
+            return deletion.forget(self, episode_id)
 
     def close(self):
         self.memory.close()
+
+
+def verified(suite, verdict: dict, episodes: list) -> list:
+    """The night's episodes the candidate holds: every acquisition probe written about them
+    answered. An episode without a probe is not verified. With the gate off nothing is probed
+    and every trained episode counts (the benchmarks measure the strategies that way)."""
+    if suite is None:
+        return list(episodes)
+    asked, right = {}, set(verdict.get("acquired", []))
+    for i, p in enumerate(suite.acquisition):
+        asked.setdefault(p["episode"], []).append(i in right)
+    return [e for e in episodes if asked.get(e) and all(asked[e])]
 
 
 def _conservative(cfg: SleepConfig, gate: GateConfig, n_params: int) -> SleepConfig:

@@ -127,6 +127,7 @@ def _rebuild(r, nights: list[dict], forgotten: set) -> int:
             "parent": parent, "strategy": result.report["strategy"],
             "namespace": m.get("namespace"),
             "base": m.get("base", r.base), "episodes": result.episodes,
+            "verified": [e for e in snapshots.verified(m) if e not in forgotten],
             "night": dict(night, episodes=kept, state_nights=before),
             "gate": {"decision": "replayed", "reasons": [f"rebuilt from {m['id']} without "
                                                          f"forgotten episodes"]},

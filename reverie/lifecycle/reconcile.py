@@ -1,6 +1,7 @@
 """Episode marks against the active lineage: what a kill or a rollback can leave disagreeing.
 
-Marking comes after `active` moves (reverie.lifecycle.facade), so a kill can leave episodes the
+An episode is marked when a snapshot verified it (its manifest's "verified": the gate saw the
+weights answer it), not merely trained on it. Marking comes after `active` moves (reverie.lifecycle.facade), so a kill can leave episodes the
 active lineage consolidated still new: they are rolled forward. After a rollback, episodes
 marked by snapshots outside the active lineage are new again (rolled back).
 """
@@ -11,7 +12,7 @@ from reverie import snapshots
 def reconcile(data_dir, active: str | None, memory, namespace: str) -> dict:
     """Make episode marks agree with the active lineage; returns how many moved each way."""
     chain = snapshots.lineage(data_dir, active)
-    owner = {int(e): m["id"] for m in chain for e in m.get("episodes", [])}
+    owner = {e: m["id"] for m in chain for e in snapshots.verified(m)}
     lineage_ids = {m["id"] for m in chain}
     store = memory.store
     forward = back = 0
@@ -45,7 +46,7 @@ def problems(data_dir, active: str | None, memory) -> list[str]:
     none the lineage consolidated is still new, and the store passes its integrity check."""
     chain = snapshots.lineage(data_dir, active)
     in_lineage = {m["id"] for m in chain}
-    owned = {int(e) for m in chain for e in m.get("episodes", [])}
+    owned = {e for m in chain for e in snapshots.verified(m)}
     out = []
     store = memory.store
     for ns in store.namespaces():
