@@ -75,7 +75,7 @@ def test_a_night_lowers_the_loss_on_its_episode(family, strategy):
     before = base.token_nll([TEXTS[0]])[0].mean().item()
     result = night(family, strategy)
     after = result.candidate.token_nll([TEXTS[0]])[0].mean().item()
-    assert after < before - 0.2, (family, strategy, before, after)
+    assert after < before - 0.3, (family, strategy, before, after)   # measured: 0.39-0.74
     assert result.report["strategy"] == strategy and result.report["train_tokens"] > 0
     assert base.token_nll([TEXTS[0]])[0].mean().item() == before   # the base is untouched
 
@@ -84,7 +84,7 @@ def test_a_night_lowers_the_loss_on_its_episode(family, strategy):
 def test_the_scope_changes_the_episode_and_leaves_other_text_exactly(family):
     base, result = build(family), night(family, "cls-scope")
     report = result.report["scope"]
-    assert report["subjects"] == ["Ada Lowell"] and report["modules"] > 0, report
+    assert report["subjects"] == ["Ada Lowell"] and report["separable"] is True, report
     now = result.candidate
     assert not torch.allclose(logits(now, TEXTS[0]), logits(base, TEXTS[0]), atol=1e-3)
     for other in OTHERS:
@@ -155,3 +155,22 @@ def test_a_model_without_decoder_layers_is_a_clear_error():
         decoder_layers(model)
     with pytest.raises(ValueError, match="Sequential has no MLP block.*train.trainable"):
         mlp_parameters(model)
+
+
+def test_lora_on_a_model_mixing_linear_and_conv1d_is_a_clear_error():
+    import copy
+    from reverie.sleep.strategies.lora import lora_config
+    model = copy.deepcopy(build("gpt2").model)
+    model.transformer.h[0].mlp.c_fc = torch.nn.Linear(64, 256)
+    with pytest.raises(ValueError, match="GPT2LMHeadModel mixes nn.Linear and Conv1D.*cls$"):
+        lora_config(LoRAConfig(), model)
+    assert lora_config(LoRAConfig(), build("gpt2").model).fan_in_fan_out is True
+
+
+def test_a_tokenizer_without_pad_or_eos_is_a_clear_error():
+    import copy
+    base = build("gpt_neox")
+    tok = copy.deepcopy(base.tokenizer)
+    tok.pad_token = tok.eos_token = None
+    with pytest.raises(ValueError, match="GPTNeoXForCausalLM has neither a pad nor an end-of"):
+        Backend(base.model, tok)

@@ -64,6 +64,9 @@ class Backend:
         self.tokenizer = tokenizer
         self.path = path
         if tokenizer.pad_token_id is None:
+            if tokenizer.eos_token is None:
+                raise ValueError(f"the tokenizer of {type(model).__name__} has neither a pad nor "
+                                 f"an end-of-sequence token; set tokenizer.eos_token and save it")
             tokenizer.pad_token = tokenizer.eos_token
         self.device = next(model.parameters()).device
 
