@@ -25,6 +25,13 @@ def _smollm2_dir(progress=None) -> Path:
 NAMED_MODELS = {"world": lambda progress=None: WORLD_MODEL_DIR, "smollm2": _smollm2_dir}
 
 
+def is_causal_lm(architecture: str) -> bool:
+    """Whether AutoModelForCausalLM loads `architecture` (GPT-2's is GPT2LMHeadModel)."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    return (architecture.endswith("ForCausalLM")
+            or architecture in set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values()))
+
+
 def resolve(spec: str, progress=None) -> Path:
     """A model name or directory -> a directory holding an HF causal LM, or a clear error."""
     if spec in NAMED_MODELS:
@@ -43,7 +50,7 @@ def resolve(spec: str, progress=None) -> Path:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ReverieError(f"{str(config)!r} is not valid JSON ({e.__class__.__name__}); "
                            f"re-save the model with save_pretrained") from None
-    if not any(a.endswith("ForCausalLM") for a in archs):
+    if not any(is_causal_lm(a) for a in archs):
         raise ReverieError(f"{str(path)!r} holds no causal LM (architectures: {archs or 'none'}); "
                            f"pass a directory saved from an AutoModelForCausalLM")
     return path
@@ -57,6 +64,9 @@ class Backend:
         self.tokenizer = tokenizer
         self.path = path
         if tokenizer.pad_token_id is None:
+            if tokenizer.eos_token is None:
+                raise ValueError(f"the tokenizer of {type(model).__name__} has neither a pad nor "
+                                 f"an end-of-sequence token; set tokenizer.eos_token and save it")
             tokenizer.pad_token = tokenizer.eos_token
         self.device = next(model.parameters()).device
 

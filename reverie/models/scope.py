@@ -19,18 +19,51 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from transformers.cache_utils import Cache
+from transformers.pytorch_utils import Conv1D
 
 FILE, TENSORS = "scope.json", "scope.safetensors"
 
 
-def decoder_layers(model):
-    inner = getattr(model, "model", None)
-    layers = getattr(inner, "layers", None)
-    if layers is None:
-        raise ValueError(f"the scope needs a decoder with model.model.layers (Llama, Qwen, "
-                         f"Mistral...); {type(model).__name__} has none: use --strategy cls "
-                         f"or cls-lora")
-    return layers
+# where known families keep their decoder blocks (any other model: found by structure)
+LAYER_PATHS = ("model.layers",          # Llama, Qwen2, Mistral, Gemma, Phi-3, SmolLM
+               "transformer.h",         # GPT-2, GPT-J, Falcon, BLOOM, CodeGen
+               "gpt_neox.layers",       # GPT-NeoX, Pythia
+               "model.decoder.layers",  # OPT
+               "transformer.blocks")    # MPT
+
+
+def decoder_layers(model) -> torch.nn.ModuleList:
+    """The decoder's blocks, in order: a known attribute path, or else the nn.ModuleList of
+    one type of block that is as long as the config's layer count (or the longest; why: a
+    mixture of experts keeps its experts in lists too, often longer than the decoder)."""
+    for path in LAYER_PATHS:
+        try:
+            layers = model.get_submodule(path)
+        except AttributeError:
+            continue
+        if isinstance(layers, torch.nn.ModuleList) and len(layers):
+            return layers
+    lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList) and len(m)
+             and len({type(b) for b in m}) == 1]
+    if not lists:
+        raise ValueError(f"{type(model).__name__} has no list of decoder layers for the scope to "
+                         f"read: use --strategy cls or cls-lora")
+    depth = getattr(getattr(model, "config", None), "num_hidden_layers", None)
+    return max(lists, key=lambda m: (len(m) == depth, len(m)))
+
+
+def is_projection(module) -> bool:
+    """A weight the scope can keep a delta of: nn.Linear, or GPT-2's Conv1D."""
+    return isinstance(module, (torch.nn.Linear, Conv1D))
+
+
+def project(module, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """What `delta` (shaped like module.weight) adds to the module's output for input x: an
+    nn.Linear weight is (out, in), y = x W^T; a Conv1D weight is (in, out), y = x W."""
+    delta = delta.to(x.dtype)
+    return x @ delta if isinstance(module, Conv1D) else F.linear(x, delta)
+
 
 @dataclass
 class Trigger:
@@ -86,8 +119,9 @@ class ScopeSet:
 
     def _trigger(self, layer: int, module, args, kwargs):
         hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
-        cache = next((kwargs[k] for k in ("cache", "past_key_values", "past_key_value")
-                      if kwargs.get(k) is not None), None)
+        # why by type: Llama passes the cache as `cache=`, GPT-NeoX as `layer_past=`, GPT-2
+        # positionally
+        cache = next((v for v in (*args[1:], *kwargs.values()) if isinstance(v, Cache)), None)
         fresh = cache is None or cache.get_seq_length(layer) == 0
         for e in self.entries:
             if e.trigger.layer != layer:
@@ -113,7 +147,7 @@ class ScopeSet:
                 raise RuntimeError(f"scope: no trigger ran before {name} (layer "
                                    f"{e.trigger.layer} runs first)")
             off = (~e.mask)[..., None].to(out.dtype)
-            out = out - off * F.linear(x, delta.to(x.dtype))
+            out = out - off * project(module, x, delta)
         return out
 
 

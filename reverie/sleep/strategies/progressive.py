@@ -14,7 +14,7 @@ class Progressive(Part):
 
     def wrap(self, night: Night, model):
         from peft import PeftModel, get_peft_model
-        settings = lora_config(self.settings(night))
+        settings = lora_config(self.settings(night), model)
         name = f"night{night.state.nights}"
         if not isinstance(model, PeftModel):
             return get_peft_model(model, settings, adapter_name=name)

@@ -1,11 +1,12 @@
 """Scope: tonight's change to the weights applies only where tonight's subjects are in play.
 
-The night trains the weights of the layers from `scope.layer` on as usual. Each trained weight
-then keeps tonight's change apart (delta = after - before), and its layer uses the change only
-from the first token whose input at `scope.layer` matches a mention of one of tonight's
-subjects: a whitened cosine against every mention in tonight's material, above a threshold set
-two thirds of the way from the best match anywhere in the model's own writing to the mentions'
-matches with one another. Text that names none of them runs through the weights of before, exactly; text about
+The night trains the projection weights (nn.Linear, GPT-2's Conv1D) of the layers from
+`scope.layer` on as usual. Each trained weight then keeps tonight's change apart (delta =
+after - before, shaped like the weight), and its layer uses the change only from the first
+token whose input at `scope.layer` matches a mention of one of tonight's subjects: a whitened
+cosine against every mention in tonight's material, above a threshold set two thirds of the way
+from the best match anywhere in the model's own writing to the mentions' matches with one
+another. Text that names none of them runs through the weights of before, exactly; text about
 them runs through the weights as trained (the night trains under the same rule).
 
 Nights stack: each keeps its own trigger and deltas, so a question about someone learned on
@@ -29,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from reverie.config import field, positive
-from reverie.models.scope import Entry, Trigger, add_entry, decoder_layers
+from reverie.models.scope import Entry, Trigger, add_entry, decoder_layers, is_projection
 from reverie.sleep.dream import subject_of
 from reverie.sleep.rehearsal import as_read
 from reverie.sleep.strategies.base import Night, Part
@@ -151,7 +152,7 @@ class Scope(Part):
         inside = {id(m) for i in range(layer, len(layers)) for m in layers[i].modules()}
         bases, frozen = {}, []
         for name, module in model.named_modules():
-            if not isinstance(module, torch.nn.Linear) or id(module) not in inside:
+            if not is_projection(module) or id(module) not in inside:
                 continue
             if module.weight.requires_grad:
                 bases[name] = module.weight.detach().clone()
@@ -161,7 +162,7 @@ class Scope(Part):
                 p.requires_grad_(False)
                 frozen.append(p)
         if not bases:
-            raise ValueError(f"scope: no trainable linear weight in layers {layer}-"
+            raise ValueError(f"scope: no trainable projection weight in layers {layer}-"
                              f"{len(layers) - 1}; lower --set scope.layer")
         entry = Entry(trigger.to(next(model.parameters()).device), subjects, bases=bases)
         add_entry(model, entry)
