@@ -131,3 +131,43 @@ def test_a_scoped_night_commits_as_a_snapshot_and_serves_back_with_its_scope(tin
     for text in (TEXTS[0], TEXTS[2]):
         ids = tok([text], return_tensors="pt")["input_ids"]
         assert torch.allclose(back.model(ids).logits, now.model(ids).logits, atol=1e-5)
+
+
+def test_each_thread_reads_its_own_forward_pass_through_the_scope(tiny):
+    """The service answers on several threads over one model: a forward pass on one thread
+    must not apply the change where another thread's trigger fired."""
+    import threading
+    now = scope_night(tiny).candidate
+    tok = tiny.tokenizer
+    ada = tok([TEXTS[0]], return_tensors="pt")["input_ids"]
+    other = tok(["The coffee machine is broken again. " * 3], return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        alone = now.model(ada).logits
+    # the first thread stops after the trigger layer until the second has run a whole pass
+    layers = now.model.model.layers
+    paused, resumed = threading.Event(), threading.Event()
+    first = {}
+
+    def hold(module, args):
+        if threading.current_thread().name == "first" and not paused.is_set():
+            paused.set()
+            resumed.wait(30)
+    handle = layers[-1].register_forward_pre_hook(hold)
+
+    def run_first():
+        with torch.no_grad():
+            first["logits"] = now.model(ada).logits
+    t = threading.Thread(target=run_first, name="first")
+    t.start()
+    assert paused.wait(30)
+    with torch.no_grad():
+        now.model(other)
+    resumed.set()
+    t.join(30)
+    handle.remove()
+    assert torch.allclose(first["logits"], alone, atol=1e-6)
+    # and a copy of the model (the night trains one) carries no thread's state along
+    import copy
+    clone = copy.deepcopy(now.model)
+    with torch.no_grad():
+        assert torch.allclose(clone(ada).logits, alone, atol=1e-6)

@@ -12,8 +12,10 @@ change, so plain transformers reads the model as trained, everywhere; `scope.jso
 `scope.safetensors` beside them hold each night's trigger and deltas.
 """
 
+import copy
 import functools
 import json
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,18 +93,47 @@ class Entry:
     subjects: list
     deltas: dict = field(default_factory=dict)
     bases: dict = field(default_factory=dict)   # while the night trains: module -> before
-    mask: torch.Tensor | None = None             # (batch, seq) of the forward under way
+
+
+@dataclass
+class Call:
+    """One entry's state in the forward pass under way on one thread."""
+    mask: torch.Tensor | None = None             # (batch, seq): the change applies here
     carried: torch.Tensor | None = None          # (batch,) fired before, when decoding
 
 
 class ScopeSet:
     """Every night's entry on one model, and the hooks that apply them. Kept on the model as a
-    plain attribute, so copy.deepcopy(model) copies entries and hooks together."""
+    plain attribute, so copy.deepcopy(model) copies entries and hooks together.
+
+    What a forward pass computes on the way (where each trigger fired) is kept per thread: the
+    service answers requests and scores surprise on several threads over one model."""
 
     def __init__(self):
         self.entries: list[Entry] = []
         self.layers: set = set()
         self.modules: set = set()
+        self._calls = threading.local()
+
+    def __deepcopy__(self, memo):
+        copied = ScopeSet.__new__(ScopeSet)
+        memo[id(self)] = copied
+        copied.entries = copy.deepcopy(self.entries, memo)
+        copied.layers, copied.modules = set(self.layers), set(self.modules)
+        copied._calls = threading.local()
+        return copied
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k != "_calls"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._calls = threading.local()
+
+    def call(self, k: int) -> Call:
+        """Entry k's state in this thread's forward pass."""
+        calls = self._calls.__dict__.setdefault("entries", {})
+        return calls.setdefault(k, Call())
 
     def add(self, model, entry: Entry):
         self.entries.append(entry)
@@ -123,30 +154,32 @@ class ScopeSet:
         # positionally
         cache = next((v for v in (*args[1:], *kwargs.values()) if isinstance(v, Cache)), None)
         fresh = cache is None or cache.get_seq_length(layer) == 0
-        for e in self.entries:
+        for k, e in enumerate(self.entries):
             if e.trigger.layer != layer:
                 continue
             with torch.no_grad():
                 fired = torch.cummax((e.trigger.score(hidden) > e.trigger.threshold).int(),
                                      1).values.bool()
-            if not fresh and e.carried is not None and len(e.carried) == len(fired):
-                fired = fired | e.carried[:, None]
-            e.carried = fired[:, -1]
-            e.mask = fired
+            call = self.call(k)
+            if not fresh and call.carried is not None and len(call.carried) == len(fired):
+                fired = fired | call.carried[:, None]
+            call.carried = fired[:, -1]
+            call.mask = fired
 
     def _apply(self, name: str, module, args, out):
         x = args[0]
-        for e in self.entries:
+        for k, e in enumerate(self.entries):
             if name in e.bases:
                 delta = module.weight - e.bases[name]
             elif name in e.deltas:
                 delta = e.deltas[name]
             else:
                 continue
-            if e.mask is None or e.mask.shape != x.shape[:-1]:
+            mask = self.call(k).mask
+            if mask is None or mask.shape != x.shape[:-1]:
                 raise RuntimeError(f"scope: no trigger ran before {name} (layer "
                                    f"{e.trigger.layer} runs first)")
-            off = (~e.mask)[..., None].to(out.dtype)
+            off = (~mask)[..., None].to(out.dtype)
             out = out - off * project(module, x, delta)
         return out
 

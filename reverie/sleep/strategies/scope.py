@@ -178,7 +178,6 @@ class Scope(Part):
                 entry.deltas = {n: (model.get_submodule(n).weight - b).detach().clone()
                                 for n, b in entry.bases.items()}
             entry.bases = {}
-            entry.mask = entry.carried = None
         for p in night.scratch.pop("scope_frozen", []):
             p.requires_grad_(True)
         return model
