@@ -143,6 +143,16 @@ def test_a_released_episode_keeps_its_superseded_sentence_until_the_update_is_fo
     assert "Halcyon Foods" in m.context("Where does Corwin Ashgrove work?", "ns").context
 
 
+def test_forgetting_the_update_restores_a_sentence_the_night_left_out(tmp_path, minilm):
+    m, bio, job = told(tmp_path, minilm)
+    m.mark_consolidated([bio], "snap-1", "ns")          # learned without its first sentence,
+    (restored,) = m.forget(job, "ns")["restored"]        # still in recall for its grace
+    assert m.get(restored, "ns").text == "Corwin Ashgrove works for Halcyon Foods."
+    m.clock["now"] += 8 * DAY                            # its grace over, bio leaves recall;
+    assert m.prune("ns")["released_deleted"] == 1       # the restored sentence stays, new
+    assert [e.id for e in m.select_for_sleep("ns")] == [restored]
+
+
 # ---------------------------------------------------------------- the CLI's settings
 def run(argv, capsys):
     parser = argparse.ArgumentParser(prog="reverie")

@@ -322,7 +322,8 @@ class Memory:
 
     def forget(self, episode_id, namespace: str = "default") -> dict:
         """Remove an episode from the store, the lexical and dense indexes and the entity
-        memory; the bytes are scrubbed. Unlearning it from weights is the gate's job."""
+        memory; the bytes are scrubbed. What it superseded is current again (restore_superseded).
+        Unlearning it from weights is the gate's job."""
         e = self.get(episode_id, namespace)
         plan = self._restoration(namespace, [e.id])
         with self.store.transaction():
@@ -339,7 +340,7 @@ class Memory:
     def restore_superseded(self, ids, namespace: str = "default") -> list[int]:
         """What the episodes `ids` superseded is current again (they are being forgotten; also
         for ids pruning already released, which are no longer stored). Returns the ids of the
-        episodes holding restored sentences of released older episodes (see _restoration)."""
+        new episodes holding sentences restored from consolidated ones (see _restoration)."""
         ns = self.store.check_namespace(namespace)
         plan = self._restoration(ns, [int(i) for i in ids])
         with self.store.transaction():
@@ -350,10 +351,10 @@ class Memory:
 
     def _restoration(self, namespace, ids) -> dict:
         """What forgetting `ids` restores: the claims and episodes they superseded, and, for
-        each older episode already out of recall ('released': learned without those
-        sentences, which no weights hold), a new episode of just those sentences (its record
-        and vector), so recall answers for them and the next night teaches them. Reads and
-        embeds only; _restore writes."""
+        each older episode a night already learned without those sentences (so no weights
+        hold them, and pruning will release it), a new episode of just those sentences (its
+        record and vector), so recall answers for them and the next night teaches them.
+        Reads and embeds only; _restore writes."""
         claims = self.store.claims_superseded_by(namespace, ids)
         marks = ",".join("?" * len(ids))
         wholly = self.store.select_ids(namespace, f"superseded_by IN ({marks})",
@@ -363,8 +364,8 @@ class Memory:
             by_episode.setdefault(c["episode_id"], set()).add(c["idx"])
         records = []
         for old in self.store.get(namespace, sorted(by_episode)):
-            if old.status != "released":
-                continue       # in recall (or waiting for a night): current again as it is
+            if old.status == "new":
+                continue       # the next night takes it whole
             cs = self.store.claims_of(namespace, [old.id])
             n = len(claimlib.sentences(old.text))
             text = claimlib.without(old.text, set(range(n)) - by_episode[old.id],
