@@ -325,9 +325,9 @@ class Memory:
         memory; the bytes are scrubbed. What it superseded is current again (restore_superseded).
         Unlearning it from weights is the gate's job."""
         e = self.get(episode_id, namespace)
-        plan = self._restoration(namespace, [e.id])
+        plan = supersede.restoration(self.store, self.embed, namespace, [e.id])
         with self.store.transaction():
-            restored = self._restore(namespace, plan)
+            restored = supersede.restore(self.store, namespace, plan)
             self.store.add_entities(namespace, claimlib.entities(e.text), delta=-1)
             self.store.delete(namespace, [e.id], reason="forget")
         if self.index is not None:       # else it is rebuilt from the store when next needed
@@ -340,58 +340,15 @@ class Memory:
     def restore_superseded(self, ids, namespace: str = "default") -> list[int]:
         """What the episodes `ids` superseded is current again (they are being forgotten; also
         for ids pruning already released, which are no longer stored). Returns the ids of the
-        new episodes holding sentences restored from consolidated ones (see _restoration)."""
+        new episodes holding sentences restored from consolidated ones
+        (supersede.restoration)."""
         ns = self.store.check_namespace(namespace)
-        plan = self._restoration(ns, [int(i) for i in ids])
+        plan = supersede.restoration(self.store, self.embed, ns, [int(i) for i in ids])
         with self.store.transaction():
-            restored = self._restore(ns, plan)
+            restored = supersede.restore(self.store, ns, plan)
         if self.index is not None:
             self._restore_unsuperseded(ns)
         return restored
-
-    def _restoration(self, namespace, ids) -> dict:
-        """What forgetting `ids` restores: the claims and episodes they superseded, and, for
-        each older episode a night already learned without those sentences (so no weights
-        hold them, and pruning will release it), a new episode of just those sentences (its
-        record and vector), so recall answers for them and the next night teaches them.
-        Reads and embeds only; _restore writes."""
-        claims = self.store.claims_superseded_by(namespace, ids)
-        marks = ",".join("?" * len(ids))
-        wholly = self.store.select_ids(namespace, f"superseded_by IN ({marks})",
-                                       params=tuple(ids)) if ids else []
-        by_episode: dict = {}
-        for c in claims:
-            by_episode.setdefault(c["episode_id"], set()).add(c["idx"])
-        records = []
-        for old in self.store.get(namespace, sorted(by_episode)):
-            if old.status == "new":
-                continue       # the next night takes it whole
-            cs = self.store.claims_of(namespace, [old.id])
-            n = len(claimlib.sentences(old.text))
-            text = claimlib.without(old.text, set(range(n)) - by_episode[old.id],
-                                    {c["idx"]: c["subject"] for c in cs})
-            records.append(dict(text=text, source=old.source, created_at=old.created_at,
-                                metadata={**old.metadata, "restored_from": old.id},
-                                surprise=old.surprise, novelty=old.novelty,
-                                entity_novelty=old.entity_novelty, feedback=old.feedback,
-                                priority=old.priority, content_hash=content_hash(text)))
-        if records:
-            for r, v in zip(records, self.embed([r["text"] for r in records])):
-                r["embedding"] = v
-        return {"claims": claims, "wholly": wholly, "records": records}
-
-    def _restore(self, namespace, plan) -> list[int]:
-        for c in plan["claims"]:
-            self.store.set_claim(namespace, c["episode_id"], c["idx"], superseded_by=None)
-        for i in plan["wholly"]:
-            self.store.update(namespace, i, superseded_by=None)
-        ids = self.store.insert(namespace, plan["records"])
-        # why: no supersede pass: it takes the episode it is given for the newest statement,
-        # and these are older ones; the context orders them before newer statements
-        self.store.add_claims(namespace, [dict(c, episode_id=i) for i, r in
-                                          zip(ids, plan["records"])
-                                          for c in claimlib.claims(r["text"])])
-        return ids
 
     def _restore_unsuperseded(self, namespace):
         """Episodes a deleted episode had superseded are recallable again."""
