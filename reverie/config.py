@@ -83,8 +83,11 @@ def _set_dotted(data: dict, dotted: str, value):
     data[keys[-1]] = value
 
 
-def load(cls, preset: str | None = None, overrides: list[str] | None = None):
-    """Load `cls` from a named preset (configs/<name>.yaml) or a YAML path, plus overrides."""
+def load(cls, preset: str | None = None, overrides: list[str] | None = None,
+         section: str | None = None):
+    """Load `cls` from a named preset (configs/<name>.yaml) or a YAML path, plus overrides.
+    section: read only that key of the file (e.g. the `memory:` of a serve config); absent,
+    the defaults."""
     data = {}
     if preset:
         path = Path(preset)
@@ -98,6 +101,10 @@ def load(cls, preset: str | None = None, overrides: list[str] | None = None):
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as e:
             raise ReverieError(f"{str(path)!r} is not valid YAML: {str(e).splitlines()[0]}") from None
+        if section:
+            if not isinstance(data, dict):
+                raise ReverieError(f"{str(path)!r} must hold a mapping, got {type(data).__name__}")
+            data = data.get(section) or {}
     for item in overrides or []:
         if "=" not in item:
             raise ReverieError(f"override {item!r} must look like key=value, e.g. train.lr=1e-3")

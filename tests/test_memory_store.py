@@ -150,18 +150,20 @@ def test_prune_release_reservoir_ttl_capacity(tmp_path):
     assert len(m.rehearsal("ns", n=2)) == 2 and len(m.rehearsal("ns", n=10)) == 3
     assert m.index.size("ns") == 0 and m.recall("apple fact", "ns") == []
 
-    m.clock["now"] += 27 * DAY                        # old, faded chatter goes; pinned stays
+    m.clock["now"] += 27 * DAY       # old, faded, but new: no night learned them, they stay
     fresh = [r.id for r in m.ingest([{"text": f"note {i} about the {w}", "created_at": 0.0,
                                       "pinned": i == 0}
                                      for i, w in enumerate(("lamp", "desk", "door"))], "ns")]
     report = m.prune("ns")
-    assert report["ttl_evicted"] == 2 and m.store.get("ns", fresh[:1])[0].pinned
+    assert report["ttl_evicted"] == 0 and m.store.get("ns", fresh[:1])[0].pinned
+    assert len(m.store.get("ns", fresh)) == 3
 
     many = [r.id for r in m.ingest([f"new note about topic {w}" for w in
                                     ("alpha", "beta", "gamma", "delta", "omega")], "ns")]
     m.feedback(many[0], "ns")
-    report = m.prune("ns")
-    assert report["capacity_evicted"] == 3 and report["episodes"] == 6
+    report = m.prune("ns")       # 11 over a capacity of 6: the 3 released go, 2 too many stay
+    assert report["capacity_evicted"] == 3 and report["episodes"] == 8
+    assert report["over_capacity"] == 2 and m.stats("ns")["by_status"] == {"new": 8}
     assert m.store.get("ns", [many[0]]), "the episode with feedback outranks the rest"
     assert m.index.size("ns") == len(m.store.vectors("ns")[0])
     assert m.store.integrity() == "ok"
@@ -188,13 +190,13 @@ def test_migration_from_v1_keeps_episodes(tmp_path):
     conn.close()
     store = SQLiteStore(path)
     assert store.migrated_from == 1
-    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     plan = store.conn.execute("EXPLAIN QUERY PLAN SELECT id FROM episodes WHERE namespace = ? "
                               "AND pinned = 1", ("old",)).fetchall()
     assert "episodes_pinned" in str([tuple(r) for r in plan])
     (e,) = store.get("old", [1])
-    assert (e.text, e.entity_novelty, e.superseded_by, e.reservoir) == (
-        "Stored before v2.", 0.0, None, False)
+    assert (e.text, e.entity_novelty, e.superseded_by, e.reservoir, e.consolidated_at) == (
+        "Stored before v2.", 0.0, None, False, None)
     assert store.lexical("old", ["stored"], 5) == [1]
     store.close()
     conn = sqlite3.connect(path)

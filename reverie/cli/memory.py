@@ -66,9 +66,19 @@ def register(sub):
     _common(p, model=False, namespace=None)
     p.set_defaults(func=lambda a: _print(commands.stats(a.data, a.namespace)))
 
-    p = msub.add_parser("prune", help="release consolidated episodes, evict faded ones, cap size")
+    p = msub.add_parser("prune", help="release consolidated episodes past their grace; evict "
+                                      "released ones that faded or exceed the capacity (never "
+                                      "one the weights do not hold)")
     _common(p, model=False)
-    p.set_defaults(func=lambda a: _print(commands.prune(a.data, a.namespace)))
+    p.add_argument("--preset", default=None,
+                   help="serve config preset or YAML path whose memory: section holds the "
+                        "settings, as `reverie serve --preset` runs this data directory "
+                        "(default: the built-in memory settings, which `reverie sleep` uses)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a memory setting, e.g. --set capacity=50000 or --set "
+                        "release_after_days=14 (repeatable)")
+    p.set_defaults(func=lambda a: _print(commands.prune(a.data, a.namespace, a.preset,
+                                                        a.overrides)))
 
     p = msub.add_parser("forget", help="delete one episode from the store and every index, and "
                                        "from the weights if a night consolidated it; reports "

@@ -67,8 +67,16 @@ def stats(data_dir, namespace: str | None) -> dict:
         return memory.stats(namespace)
 
 
-def prune(data_dir, namespace: str) -> dict:
-    with Memory(data_dir) as memory:
+def memory_config(preset: str | None = None, overrides=()):
+    """The memory settings: the `memory:` section of a serve config (preset name or YAML path),
+    then KEY=VALUE overrides; with neither, the defaults (what `reverie sleep` prunes with)."""
+    from reverie import config
+    from reverie.memory.config import MemoryConfig
+    return config.load(MemoryConfig, preset, list(overrides), section="memory")
+
+
+def prune(data_dir, namespace: str, preset: str | None = None, overrides=()) -> dict:
+    with Memory(data_dir, memory_config(preset, overrides)) as memory:
         return memory.prune(namespace)
 
 

@@ -30,6 +30,8 @@ class Episode:
     snapshot: str | None = None             # the snapshot that consolidated it
     superseded_by: int | None = None        # a newer episode replaced every claim of this one
     reservoir: bool = False                 # kept for rehearsal after release
+    consolidated_at: float | None = None    # unix seconds a night consolidated it; the release
+                                            # grace counts from here
 
     @classmethod
     def from_row(cls, row) -> "Episode":

@@ -313,23 +313,42 @@ class Memory:
         if private:
             raise ReverieError(f"episodes {private} are private and never consolidated; drop "
                                f"them from the night's selection")
+        now = self.now()   # why: the release grace counts from the night, not from ingest
         with self.store.transaction():
             for e in episodes:
-                self.store.update(ns, e.id, status="consolidated", snapshot=snapshot)
+                self.store.update(ns, e.id, status="consolidated", snapshot=snapshot,
+                                  consolidated_at=now)
         return len(episodes)
 
     def forget(self, episode_id, namespace: str = "default") -> dict:
         """Remove an episode from the store, the lexical and dense indexes and the entity
-        memory; the bytes are scrubbed. Unlearning it from weights is the gate's job."""
+        memory; the bytes are scrubbed. What it superseded is current again (restore_superseded).
+        Unlearning it from weights is the gate's job."""
         e = self.get(episode_id, namespace)
+        plan = supersede.restoration(self.store, self.embed, namespace, [e.id])
         with self.store.transaction():
+            restored = supersede.restore(self.store, namespace, plan)
             self.store.add_entities(namespace, claimlib.entities(e.text), delta=-1)
             self.store.delete(namespace, [e.id], reason="forget")
         if self.index is not None:       # else it is rebuilt from the store when next needed
             self.index.remove(namespace, [e.id])
             self._restore_unsuperseded(namespace)
         self.store.scrub()
-        return {"forgotten": e.id, "namespace": namespace, "snapshot": e.snapshot}
+        return {"forgotten": e.id, "namespace": namespace, "snapshot": e.snapshot,
+                "restored": restored}
+
+    def restore_superseded(self, ids, namespace: str = "default") -> list[int]:
+        """What the episodes `ids` superseded is current again (they are being forgotten; also
+        for ids pruning already released, which are no longer stored). Returns the ids of the
+        new episodes holding sentences restored from consolidated ones
+        (supersede.restoration)."""
+        ns = self.store.check_namespace(namespace)
+        plan = supersede.restoration(self.store, self.embed, ns, [int(i) for i in ids])
+        with self.store.transaction():
+            restored = supersede.restore(self.store, ns, plan)
+        if self.index is not None:
+            self._restore_unsuperseded(ns)
+        return restored
 
     def _restore_unsuperseded(self, namespace):
         """Episodes a deleted episode had superseded are recallable again."""

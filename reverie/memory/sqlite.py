@@ -79,11 +79,22 @@ MIGRATIONS = {
     3: """
     CREATE INDEX episodes_pinned ON episodes(namespace) WHERE pinned = 1;
     """,
+    # v4: when a night consolidated the episode (unix seconds): the release grace counts from
+    # it, not from ingest, so a backlogged episode is not released after its first night.
+    # Episodes consolidated before v4 get it at their next prune (the grace starts then); an
+    # episode reopened to 'new' (a rollback) loses it.
+    4: """
+    ALTER TABLE episodes ADD COLUMN consolidated_at REAL;
+    CREATE TRIGGER episodes_reopened AFTER UPDATE OF status ON episodes
+    WHEN new.status = 'new' AND new.consolidated_at IS NOT NULL BEGIN
+        UPDATE episodes SET consolidated_at = NULL WHERE id = new.id;
+    END;
+    """,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 COLUMNS = ("id", "namespace", "text", "source", "created_at", "metadata", "private", "pinned",
            "surprise", "novelty", "entity_novelty", "repeats", "feedback", "priority",
-           "recall_count", "status", "snapshot", "superseded_by", "reservoir")
+           "recall_count", "status", "snapshot", "superseded_by", "reservoir", "consolidated_at")
 UPDATABLE = set(COLUMNS) - {"id", "namespace", "text", "created_at"}
 
 
@@ -232,10 +243,14 @@ class SQLiteStore(Store):
             now = time.time()
             self.conn.executemany("INSERT OR REPLACE INTO forgotten VALUES (?, ?, ?, ?, ?)",
                                   [(r[0], namespace, r[1], reason, now) for r in found])
-            # why: what a deleted episode superseded becomes current again
-            self._q(f"UPDATE claims SET superseded_by = NULL WHERE superseded_by IN ({marks})", ids)
-            self._q(f"UPDATE episodes SET superseded_by = NULL WHERE superseded_by IN ({marks})",
-                    ids)
+            if reason == "forget":
+                # why: what a forgotten episode superseded is current again; one released or
+                # evicted was learned, so what it superseded stays superseded (the older text
+                # stays in the store: pruning never deletes an episode holding such a sentence)
+                self._q(f"UPDATE claims SET superseded_by = NULL WHERE superseded_by IN "
+                        f"({marks})", ids)
+                self._q(f"UPDATE episodes SET superseded_by = NULL WHERE superseded_by IN "
+                        f"({marks})", ids)
             self._q(f"DELETE FROM episodes WHERE id IN ({marks})", ids)
         return len(ids)
 
@@ -306,6 +321,9 @@ class SQLiteStore(Store):
         rows = self._q(f"SELECT * FROM claims WHERE namespace = ? AND {column} IN ({marks}) "
                        f"ORDER BY episode_id, idx", (namespace, *values)).fetchall()
         return [dict(r) for r in rows]
+
+    def claims_superseded_by(self, namespace, ids):
+        return self._claims_where(namespace, "superseded_by", ids)
 
     def add_claims(self, namespace, rows):
         with self.transaction():

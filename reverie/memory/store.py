@@ -68,7 +68,9 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def delete(self, namespace: str, ids: list[int], reason: str) -> int:
-        """Remove episodes and everything derived from them (lexical index, claims)."""
+        """Remove episodes and everything derived from them (lexical index, claims). With
+        reason 'forget', what they superseded is current again; with any other reason
+        (released, evicted: learned) it stays superseded."""
 
     @abc.abstractmethod
     def scrub(self) -> None:
@@ -95,6 +97,10 @@ class Store(abc.ABC):
     # ------------------------------------------------------------ claims and entities
     @abc.abstractmethod
     def claims_about(self, namespace: str, subjects: list[str]) -> list[dict]: ...
+
+    @abc.abstractmethod
+    def claims_superseded_by(self, namespace: str, ids: list[int]) -> list[dict]:
+        """Claims that the episodes `ids` superseded (their older sentences)."""
 
     @abc.abstractmethod
     def add_claims(self, namespace: str, rows: list[dict]) -> None: ...

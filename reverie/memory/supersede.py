@@ -9,6 +9,9 @@ by supersede_margin: one sentence at most, and only a clear winner, because a wr
 hides a true fact while a missed one is still resolved by order (the context puts newer
 episodes last, and the model was trained that the later statement wins). An episode whose
 every sentence is superseded leaves recall. Claim vectors are cached in the claims table.
+
+Forgetting the newer episode makes what it superseded current again (`restoration`, `restore`);
+releasing it does not (it was learned), and pruning keeps the older text meanwhile.
 """
 
 from collections import OrderedDict
@@ -16,6 +19,7 @@ from collections import OrderedDict
 import numpy as np
 
 from reverie.memory import claims as claimlib
+from reverie.memory.records import content_hash
 
 
 class CachedEmbed:
@@ -121,3 +125,49 @@ def apply(store, embed, cfg, namespace, ids, texts) -> list[int]:
                 store.update(namespace, old_id, superseded_by=eid)
                 emptied.append(old_id)
     return emptied
+
+
+def restoration(store, embed, namespace, ids) -> dict:
+    """What forgetting `ids` restores: the claims and episodes they superseded, and, for each
+    older episode a night already learned without those sentences (so no weights hold them,
+    and pruning will release it), a new episode of just those sentences (its record and
+    vector), so recall answers for them and the next night teaches them. Reads and embeds
+    only; `restore` writes."""
+    claims = store.claims_superseded_by(namespace, ids)
+    marks = ",".join("?" * len(ids))
+    wholly = store.select_ids(namespace, f"superseded_by IN ({marks})",
+                              params=tuple(ids)) if ids else []
+    by_episode: dict = {}
+    for c in claims:
+        by_episode.setdefault(c["episode_id"], set()).add(c["idx"])
+    records = []
+    for old in store.get(namespace, sorted(by_episode)):
+        if old.status == "new":
+            continue           # the next night takes it whole
+        cs = store.claims_of(namespace, [old.id])
+        n = len(claimlib.sentences(old.text))
+        text = claimlib.without(old.text, set(range(n)) - by_episode[old.id],
+                                {c["idx"]: c["subject"] for c in cs})
+        records.append(dict(text=text, source=old.source, created_at=old.created_at,
+                            metadata={**old.metadata, "restored_from": old.id},
+                            surprise=old.surprise, novelty=old.novelty,
+                            entity_novelty=old.entity_novelty, feedback=old.feedback,
+                            priority=old.priority, content_hash=content_hash(text)))
+    if records:
+        for r, v in zip(records, embed([r["text"] for r in records])):      # v: (dim,)
+            r["embedding"] = v
+    return {"claims": claims, "wholly": wholly, "records": records}
+
+
+def restore(store, namespace, plan) -> list[int]:
+    """Write a `restoration` plan (inside the caller's transaction); returns the new ids."""
+    for c in plan["claims"]:
+        store.set_claim(namespace, c["episode_id"], c["idx"], superseded_by=None)
+    for i in plan["wholly"]:
+        store.update(namespace, i, superseded_by=None)
+    ids = store.insert(namespace, plan["records"])
+    # why: no supersede pass: `apply` takes the episode it is given for the newest statement,
+    # and these are older ones; the context orders them before newer statements
+    store.add_claims(namespace, [dict(c, episode_id=i) for i, r in zip(ids, plan["records"])
+                                 for c in claimlib.claims(r["text"])])
+    return ids
