@@ -73,6 +73,9 @@ def forget(r, episode_id) -> dict:
 
     for i in in_store:
         r.memory.forget(i, r.namespace)
+    gone = [i for i in ids if i not in in_store]
+    if gone and r.has_episodes():   # released already: what they superseded is current again
+        r.memory.restore_superseded(gone, r.namespace)
     first = next((k for k, m in enumerate(chain) if set(m.get("episodes", [])) & set(ids)), None)
     replayed = 0
     if first is None:
