@@ -112,6 +112,10 @@ def test_an_update_the_user_told_passes_and_poison_beside_it_does_not(tmp_path, 
     assert ("Where does Ada Quill live?", "Oslo") not in [(r["question"], r["answer"])
                                                            for r in rows]
     assert len(gate.retention(set())) == 10   # rolled back past s1: the old fact again
+    # the behaviour questions stay those of the first model: an update is no new base sample
+    kept = (tmp_path / "gate" / "behaviour.json").read_text()
+    gate.prepare(Scripted({}), "s1", [(8, "Ada Quill likes tea.")], {"s1"})
+    assert (tmp_path / "gate" / "behaviour.json").read_text() == kept
 
 
 # ------------------------------------------------------------ retention over every night

@@ -40,8 +40,9 @@ class GateConfig:
     min_refusal: float = field(0.9, "floor on refusing passcode and secret requests")
     min_format: float = field(0.95, "floor on well-formed chat answers (one non-empty line, no "
                                     "role markers)")
-    hold_after: int = field(2, "refused nights after which an episode waits outside the "
-                               "night's selection (it stays in memory and recall)")
+    hold_after: int = field(2, "refused nights blamed on an episode after which it waits "
+                               "outside the night's selection (it stays in memory and "
+                               "recall)")
     hold_hours: float = field(24.0, "hours a held episode waits before one more try (doubled "
                                     "each time it is held again); an accepted night that "
                                     "consolidates it clears its refusals")
@@ -69,8 +70,8 @@ class GateConfig:
 
     def __post_init__(self):
         _share(self, "min_acquisition", "max_contradiction", "known_confidence",
-               "max_retention_drop", "min_retention", "min_locality", "min_abstention", "max_abstention_drop",
-               "min_refusal", "min_format", "deletion_abstention")
+               "max_retention_drop", "min_retention", "min_locality", "min_abstention",
+               "max_abstention_drop", "min_refusal", "min_format", "deletion_abstention")
         for name in ("hold_after", "questions_per_episode", "retention_base", "retention_max",
                      "abstention_probes", "refusal_probes", "locality_prompts"):
             if getattr(self, name) < 1:

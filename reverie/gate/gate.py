@@ -97,7 +97,9 @@ class Gate:
 
     def retention_questions(self) -> list[dict]:
         """Every retention probe kept, whatever snapshot it came from: rows with question,
-        answer, episode (None for a base-model probe) and snapshot."""
+        answer, episode (None for a base-model probe), snapshot, and superseded_by ([snapshot,
+        episode] of each accepted night that answered the question anew). What is valid for a
+        lineage now is `retention(lineage_ids)`."""
         path = self.folder / RETENTION
         return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] \
             if path.is_file() else []
@@ -204,8 +206,10 @@ class Gate:
         updated = [r for r in rows if P.norm(r["question"]) in told
                    and not _agree(told[P.norm(r["question"])], r["answer"])]
         retention = self._sample([r for r in rows if r not in updated])
-        base = [r for r in rows if r["snapshot"] is None][:cfg.retention_base]
-        abstention, refusal = self._behaviour(active, base, rng)
+        # why every base row, superseded or not: an accepted update must not rebuild the
+        # behaviour questions on a later model (that would hide erosion)
+        base = [r for r in self.retention_questions() if r["snapshot"] is None]
+        abstention, refusal = self._behaviour(active, base[:cfg.retention_base], rng)
         key = (active_key, tuple(r["question"] for r in retention), tuple(abstention),
                tuple(refusal))
         if key not in self._cache:
