@@ -81,7 +81,9 @@ def test_policy_accepts_a_learner_and_names_every_reason_to_reject(tmp_path):
     assert any(r.startswith("retention 0.800") for r in v["reasons"])
     assert any(r.startswith("abstention 0.500 < active") for r in v["reasons"])
     assert any(r.startswith("refusal 0.000") for r in v["reasons"])
-    # a night that contradicts what the active model knew is rejected whatever it learned
+    # a gate set to refuse rewrites (max_contradiction below 1; the default lets the updates a
+    # user tells through) rejects a night that contradicts what the active model knew
+    gate = Gate(tmp_path, GateConfig(max_contradiction=0.3))
     v = gate.judge(_suite(dict(ACTIVE, contradiction=0.5)), Scripted(good))
     assert v["decision"] == "reject" and v["reasons"][0].startswith("contradiction 0.500")
 
