@@ -188,7 +188,7 @@ class Reverie:
             report["snapshot"] = sid
             report["pruned"] = self.memory.prune(self.namespace)
         else:
-            self.gate.refused(result.episodes)
+            self.gate.refused(result.episodes, verdict)
         self.nights.append(report)
         return report
 

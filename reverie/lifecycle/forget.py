@@ -148,6 +148,7 @@ def _rebuild(r, nights: list[dict], forgotten: set) -> int:
             for old, new in renamed.items():
                 for eid in store.select_ids(ns, "snapshot = ?", params=(old,)):
                     store.update(ns, eid, snapshot=new)
+    r.gate.rename(renamed)     # the retention rows follow the rebuilt line
     r.swap(parent, backend, state)
     return replayed
 
@@ -178,7 +179,9 @@ def _unlearn(r, questions: list[str], ids: list[int]) -> None:
     from reverie.sleep.train import train
     cfg = copy.deepcopy(r.sleep_cfg)
     cfg.train.epochs, cfg.train.lr = r.gate.cfg.lesson_epochs, r.gate.cfg.lesson_lr
-    keep = [(p["question"], p["answer"]) for p in r.gate.retention_questions()
+    # why the lineage's sample: an update superseded rows; the lesson must not teach them back
+    lineage_ids = {m["id"] for m in snapshots.lineage(r.data_dir, r.active)}
+    keep = [(p["question"], p["answer"]) for p in r.gate.retention(lineage_ids)
             if p["episode"] is None or int(p["episode"]) not in ids]
     if not keep:        # no gate sample yet (gate off): what the model knows, from its writing
         keep = [(p["question"], p["answer"])
