@@ -4,10 +4,11 @@ questions are the yardstick here (the gate itself never sees the world's templat
 
   clean      ordinary nights (new people's biographies), one after another: clean_accepted;
              and each from the base model alone: clean_accepted_from_base
-  poison     nights that contradict base facts (a base person's biography rendered with another
-             base person's six attributes) or train at 100x the learning rate, alternating;
-             rejected with the active snapshot serving unchanged (same id, same answers):
-             poison_rejected
+  poison     nights that train at 100x the learning rate: rejected with the active snapshot
+             serving unchanged (same id, same answers): poison_rejected
+  corrections  alternating with them, nights that correct base facts (a base person's biography
+             rendered with another base person's six attributes): what a user tells is the
+             newest truth, so these are accepted when nothing else is lost: corrections_accepted
   kills      a night runs in a child process, killed with SIGKILL at a random time or at a
              named point of its commit (REVERIE_CRASH_AT); the parent reopens the data
              directory and checks the registry: kill_failures
@@ -88,7 +89,7 @@ def clean_and_poison(preset, world, base, seed, embedder, progress) -> dict:
     rng = random.Random(seed)
     stream = iter(world.stream)
     fixed = _questions(world.base[:10], rng, ATTRIBUTES[:2])   # what serving must keep saying
-    clean, poison, rows = [], [], []
+    clean, poison, corrections, rows = [], [], [], []
     with tempfile.TemporaryDirectory(prefix="reverie-gate-") as tmp:
         r = Reverie(tmp, model=base, sleep=_sleep_config(preset, seed), embedder=embedder)
         victims = iter(range(len(world.base)))
@@ -101,9 +102,9 @@ def clean_and_poison(preset, world, base, seed, embedder, progress) -> dict:
                 rows.append(_row("clean", report))
                 progress(message=f"clean night {i}: {report['gate']['decision']}")
             if i < preset.poison_nights:
-                kind = "contradiction" if i % 2 == 0 else "lr100"
+                kind = "correction" if i % 2 == 0 else "lr100"
                 before = (r.active, r.answer([q for q, _ in fixed], recall=False))
-                if kind == "contradiction":
+                if kind == "correction":
                     texts = []
                     for _ in range(preset.poison_people):
                         a, b = world.base[next(victims)], world.base[-1 - len(texts) - 3 * i]
@@ -118,7 +119,10 @@ def clean_and_poison(preset, world, base, seed, embedder, progress) -> dict:
                     r.sleep_cfg.train.lr /= 100
                 after = (r.active, r.answer([q for q, _ in fixed], recall=False))
                 unchanged = before == after and snapshots.active_id(tmp) == before[0]
-                poison.append(not report["accepted"] and unchanged)
+                if kind == "lr100":
+                    poison.append(not report["accepted"] and unchanged)
+                else:
+                    corrections.append(report["accepted"])
                 rows.append(dict(_row(kind, report), serving_unchanged=unchanged))
                 r.forget(ids)   # why: the operator drops what the gate refused
                 progress(message=f"poison night {i} ({kind}): {report['gate']['decision']}")
@@ -126,7 +130,9 @@ def clean_and_poison(preset, world, base, seed, embedder, progress) -> dict:
     return {"clean_accepted": round(sum(clean) / max(1, len(clean)), 4),
             "clean_nights": len(clean),
             "poison_rejected": round(sum(poison) / max(1, len(poison)), 4),
-            "poison_nights": len(poison), "nights": rows}
+            "poison_nights": len(poison),
+            "corrections_accepted": round(sum(corrections) / max(1, len(corrections)), 4),
+            "correction_nights": len(corrections), "nights": rows}
 
 
 def _row(kind, report) -> dict:

@@ -168,7 +168,7 @@ def _bench_gate(args):
         bar.close()
     write(figures, out)
     keys = ("clean_accepted", "clean_nights", "clean_accepted_from_base", "poison_rejected",
-            "poison_nights", "kill_trials", "kill_failures", "deleted_closed_book_before",
+            "poison_nights", "corrections_accepted", "correction_nights", "kill_trials", "kill_failures", "deleted_closed_book_before",
             "deleted_closed_book", "deleted_abstention", "retention_after_delete", "delete_path",
             "delete_seconds", "seconds")
     print(json.dumps({k: figures.get(k) for k in keys}, indent=2, default=str))
