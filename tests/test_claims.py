@@ -6,7 +6,6 @@ SIGKILL at any named crash point leaves a data directory that reopens consistent
 Figures measured on the committed world model, 2 CPU threads."""
 
 import os
-import random
 import subprocess
 import sys
 
@@ -17,22 +16,10 @@ from reverie import snapshots
 from reverie.gate.config import GateConfig
 from reverie.lifecycle import Reverie
 from reverie.sleep.config import DreamConfig, RehearsalConfig, SleepConfig, TrainConfig
-from reverie.world import render
-from reverie.world.grammar import ATTRIBUTES
 from reverie.world.probes import is_correct
+from worldday import world_day
 
 NO_GATE = GateConfig(enabled=False)
-
-
-def _day(world, n_people: int, seed: int = 0):
-    """Biographies of the stream's first people (TRAIN statements) and one HELD-OUT question
-    per attribute about each: phrasings no training or dreaming path sees."""
-    rng = random.Random(seed)
-    people = world.stream[:n_people]
-    texts = [render.biography(p, rng) for p in people]
-    questions = [(render.question(p.name, a, "held_out", rng), p.value(a))
-                 for p in people for a in ATTRIBUTES]
-    return texts, questions
 
 
 def _right(answers, questions) -> int:
@@ -51,7 +38,7 @@ def learning_night():
 
 def test_a_night_learns_held_out_facts_and_the_default_gate_accepts_it(tmp_path, world_backend,
                                                                        world):
-    texts, questions = _day(world, 2)
+    texts, questions = world_day(world, 2)
     asked = [q for q, _ in questions]
     r = Reverie(tmp_path, model=world_backend, sleep=learning_night(), gate=GateConfig())
     assert r.gate.cfg.enabled
@@ -96,7 +83,7 @@ def test_forgetting_leaves_the_weights_of_a_line_that_never_learned_the_episode(
     [B2] with the same settings. The rebuilt line replays each night with the seed and
     SleepState it had (the seed is cfg.seed + the state's night count, the state comes from
     the snapshot before), so the two models are bit for bit the same."""
-    (a, b1, b2), questions = _day(world, 3)
+    (a, b1, b2), questions = world_day(world, 3)
     asked = [q for q, _ in questions]
 
     r = Reverie(tmp_path / "forgot", model=world_backend, sleep=tiny_night(), gate=NO_GATE)
@@ -158,7 +145,7 @@ KILLS = {"snapshot-saved": (1, 0, False, 0),     # weights under .tmp-*, no mani
 
 @pytest.mark.parametrize("point", list(KILLS))
 def test_a_kill_at_each_crash_point_reopens_consistent(tmp_path, world_backend, world, point):
-    texts, _ = _day(world, 2)
+    texts, _ = world_day(world, 2)
     r = Reverie(tmp_path, model=world_backend, gate=NO_GATE)
     ids = [x.id for x in r.ingest(texts)]
     r.close()

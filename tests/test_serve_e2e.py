@@ -5,7 +5,6 @@ sees the first one's facts, in its memory or in its weights."""
 
 import json
 import os
-import random
 import threading
 import time
 import urllib.request
@@ -17,22 +16,12 @@ from reverie import config
 from reverie.serve.config import ServeConfig
 from reverie.serve.server import Running
 from reverie.serve.service import Service
-from reverie.world import render
-from reverie.world.grammar import ATTRIBUTES
 from reverie.world.probes import is_abstention, is_correct
+from worldday import world_day
 
 KEYS = {"key-alice": "alice", "key-bob": "bob"}
 ADMIN = "key-admin"
 EPOCHS = float(os.environ.get("REVERIE_TEST_EPOCHS", "12"))   # the slow test's night
-
-
-def people_and_questions(world, n_people=2, seed=0):
-    rng = random.Random(seed)
-    people = world.stream[:n_people]
-    lessons = [render.biography(p, rng) for p in people]
-    questions = [(render.question(p.name, a, "held_out", rng), p.value(a))
-                 for p in people for a in ATTRIBUTES]
-    return lessons, questions
 
 
 def chat(c, question, **kw):
@@ -78,7 +67,7 @@ def run_day_and_night(tmp_path, world_backend, world, epochs: float, n_people: i
     cfg = config.load(ServeConfig, "serve-small", [f"data={tmp_path}",
                                                    f"sleep.train.epochs={epochs}",
                                                    f"gate.enabled={str(gate).lower()}"])
-    lessons, questions = people_and_questions(world, n_people)
+    lessons, questions = world_day(world, n_people)
     out = {}
     with Running(Service(cfg, KEYS, ADMIN, backend=world_backend)) as server:
         alice = openai.OpenAI(base_url=server.url + "/v1", api_key="key-alice", max_retries=0)
@@ -235,7 +224,7 @@ def test_a_full_night_answers_with_recall_off(tmp_path, world_backend, world, ga
 def test_the_scheduler_sleeps_when_the_service_is_idle(tmp_path, world_backend, world):
     cfg = config.load(ServeConfig, "serve-small", [f"data={tmp_path}", "idle_night_s=2",
                                                    "scheduler_poll_s=0.5", "gate.enabled=false"])
-    lessons, _ = people_and_questions(world, 1)
+    lessons, _ = world_day(world, 1)
     with Running(Service(cfg, KEYS, ADMIN, backend=world_backend)) as server:
         alice = openai.OpenAI(base_url=server.url + "/v1", api_key="key-alice", max_retries=0)
         chat(alice, lessons[0])
