@@ -9,10 +9,12 @@ gate's log and retention sample (reverie.gate). A night (`sleep`) reads top to b
   -> run_night (dream, mix, train, merge: exactly the selected episodes)
   -> gate.judge (candidate) -> [retry once, conservatively] -> log
   -> accept: commit the snapshot (with the night's SleepState), move `active`, swap,
-             mark the episodes consolidated, add the night's questions to retention, prune
+             mark consolidated the episodes whose every probe the new weights answer (the
+             rest stay new for the next night), add the night's questions to retention, prune
   -> reject: discard the candidate; the episodes stay new in the hippocampus (after
              GateConfig.hold_after refused nights an episode waits outside the selection).
 
+The night holds the data directory's lock (lifecycle/lock.py), as deletions and rollbacks do.
 Crash safety: marking comes after `active` moves, so no episode is ever marked consolidated
 without its committed snapshot; on open, `reconcile` (lifecycle/reconcile.py) rolls forward
 (episodes the active lineage consolidated but a kill left unmarked) and back (episodes marked
